@@ -1,0 +1,163 @@
+"""The one error taxonomy of llmrelay.
+
+Provider errors are mapped into these classes at the provider boundary
+(``llmrelay.providers``) and nowhere else, so every layer above decides on types, never on
+status codes or message strings::
+
+    LLMRelayError
+     ├── ConfigError                  a configuration file or value is invalid
+     ├── UnknownProvider              no adapter is registered under that name
+     └── ProviderError                a call to one deployment failed
+          ├── RateLimited             429 for requests/tokens per minute      retryable
+          ├── QuotaExhausted          billing quota or credit is used up
+          ├── Overloaded              the provider is overloaded (529, 503)    retryable
+          ├── ContextWindowExceeded   the prompt does not fit the model
+          ├── ContentFiltered         the provider refused on content policy
+          ├── AuthenticationFailed    the API key is missing, invalid or not allowed
+          ├── BadRequest              the request is invalid (the caller's fault)
+          ├── NotFound                unknown model or endpoint
+          ├── Timeout                 connect, first-byte or idle-stream timeout  retryable
+          ├── ProviderUnavailable     5xx, refused or dropped connection       retryable
+          ├── StreamInterrupted       a stream failed after it had started     retryable
+          └── MalformedResponse       the provider's answer could not be read  retryable
+
+Every :class:`ProviderError` carries ``provider``, ``deployment``, ``status_code``, the
+provider's own ``message`` and whether retrying the same deployment can help
+(``retryable``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class LLMRelayError(Exception):
+    """Base of every error llmrelay raises."""
+
+
+class ConfigError(LLMRelayError):
+    """A configuration file or value is invalid; the message names the file and key."""
+
+
+class UnknownProvider(LLMRelayError, KeyError):
+    """No provider adapter is registered under the requested name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown provider"
+
+
+class ProviderError(LLMRelayError):
+    """A call to one deployment failed.
+
+    ``retryable`` says whether the same request to the same deployment may succeed later;
+    it is a class default that an instance may override.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        deployment: str = "",
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.deployment = deployment
+        self.status_code = status_code
+        self.retry_after = retry_after
+        if retryable is not None:
+            self.retryable = retryable  # type: ignore[misc]  # instance override of the class default
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.provider, self.deployment) if p)
+        status = f" HTTP {self.status_code}" if self.status_code is not None else ""
+        prefix = f"[{where}{status}] " if where or status else ""
+        return f"{prefix}{self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, "
+            f"deployment={self.deployment!r}, status_code={self.status_code!r})"
+        )
+
+
+class RateLimited(ProviderError):
+    """The deployment's request or token rate limit was hit; wait ``retry_after`` seconds."""
+
+    retryable = True
+
+
+class QuotaExhausted(ProviderError):
+    """The account's quota or credit is used up; waiting a minute will not help."""
+
+
+class Overloaded(ProviderError):
+    """The provider is overloaded (Anthropic 529, 503 'overloaded'); try later or elsewhere."""
+
+    retryable = True
+
+
+class ContextWindowExceeded(ProviderError):
+    """The prompt (plus requested output) does not fit the model's context window."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        required_tokens: int | None = None,
+        max_tokens: int | None = None,
+        provider: str = "",
+        deployment: str = "",
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, deployment=deployment, status_code=status_code
+        )
+        self.required_tokens = required_tokens
+        self.max_tokens = max_tokens
+
+
+class ContentFiltered(ProviderError):
+    """The provider refused the prompt or the answer on content policy."""
+
+
+class AuthenticationFailed(ProviderError):
+    """The API key is missing, invalid or lacks permission."""
+
+
+class BadRequest(ProviderError):
+    """The request is invalid; sending it elsewhere will not help."""
+
+
+class NotFound(ProviderError):
+    """The model or endpoint does not exist at this deployment."""
+
+
+class Timeout(ProviderError):
+    """Connecting, waiting for the first byte, or waiting between stream chunks took too long."""
+
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    """A 5xx answer, or the connection was refused or dropped."""
+
+    retryable = True
+
+
+class StreamInterrupted(ProviderError):
+    """A stream failed after it had started: an error event, a cut or a dropped connection."""
+
+    retryable = True
+
+
+class MalformedResponse(ProviderError):
+    """The provider's answer could not be decoded."""
+
+    retryable = True

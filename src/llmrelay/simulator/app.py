@@ -1,0 +1,351 @@
+"""The simulator as one ASGI app serving every wire format on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from llmrelay.errors import ConfigError
+from llmrelay.simulator.config import FaultKind, ModelSpec, SimulatorConfig
+from llmrelay.simulator.engine import Engine, Reply, SimRequest
+from llmrelay.simulator.state import Ledger, Limiter
+from llmrelay.simulator.wire.anthropic import AnthropicWire
+from llmrelay.simulator.wire.base import BadInput, ErrorContext, ErrorKind, Headers, WireApi
+from llmrelay.simulator.wire.gemini import GeminiWire
+from llmrelay.simulator.wire.ollama import OllamaWire
+from llmrelay.simulator.wire.openai import OpenAIWire
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[["_Call"], Awaitable[None]]
+
+_encode = msgspec.json.Encoder().encode
+_STREAM_FAULTS: frozenset[FaultKind] = frozenset({"stream_error", "stream_cut"})
+_ERROR_FAULTS: dict[FaultKind, ErrorKind] = {
+    "500": ErrorKind.SERVER_ERROR,
+    "503": ErrorKind.UNAVAILABLE,
+    "overloaded": ErrorKind.OVERLOADED,
+    "rate_limit": ErrorKind.RATE_LIMIT,
+}
+
+
+class DroppedConnection(Exception):
+    """Raised inside a response to make the server close the connection mid-answer."""
+
+
+class DropFilter(logging.Filter):
+    """Keeps the server's error log free of the connections dropped on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, DroppedConnection)
+
+
+def install_log_filter() -> None:
+    """Silence tracebacks of deliberate ``disconnect`` faults in uvicorn's error log."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DropFilter) for f in logger.filters):
+        logger.addFilter(DropFilter())
+
+
+@dataclass(slots=True)
+class _Call:
+    """One HTTP request on its way through the simulator."""
+
+    scope: Scope
+    receive: Receive
+    send: Send
+    path: dict[str, str]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]}
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+
+    async def body(self) -> bytes:
+        chunks = []
+        while True:
+            message = await self.receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def start(self, status: int, content_type: str, headers: Headers = ()) -> None:  # type: ignore[assignment]  # an empty tuple is a fine default list of headers
+        raw = [(b"content-type", content_type.encode())]
+        raw += [(k.encode(), v.encode()) for k, v in headers]
+        await self.send({"type": "http.response.start", "status": status, "headers": raw})
+
+    async def chunk(self, data: bytes, more: bool = True) -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def respond(self, status: int, body: Any, headers: Headers = ()) -> None:  # type: ignore[assignment]  # see start()
+        payload = body if isinstance(body, bytes) else _encode(body)
+        await self.start(status, "application/json", [*headers, ("content-length", str(len(payload)))])
+        await self.chunk(payload, more=False)
+
+
+class Simulator:
+    """Serves OpenAI, Anthropic, Gemini and Ollama wire formats for the configured models."""
+
+    def __init__(self, config: SimulatorConfig, *, clock: Callable[[], float] = time.monotonic):
+        self._initial = config
+        self.config = config
+        self._clock = clock
+        self.engine = Engine()
+        self.limiter = Limiter(clock)
+        self.ledger = Ledger()
+        self._rng = random.Random(config.seed)
+        self._next_id = 0
+        openai, anthropic, gemini, ollama = OpenAIWire(), AnthropicWire(), GeminiWire(), OllamaWire()
+        chat = self._chat
+        gemini_model = r"/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<method>\w+)"
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            ("POST", re.compile(r"/v1/chat/completions"), lambda c: chat(openai, c)),
+            ("POST", re.compile(r"/v1/messages"), lambda c: chat(anthropic, c)),
+            ("POST", re.compile(gemini_model), lambda c: chat(gemini, c)),
+            ("POST", re.compile(r"/api/chat"), lambda c: chat(ollama, c)),
+            ("GET", re.compile(r"/v1/models"), self._list_v1_models(openai, anthropic)),
+            ("GET", re.compile(r"/v1(?:beta)?/models"), self._models(gemini)),
+            ("GET", re.compile(r"/api/tags"), self._models(ollama)),
+            ("GET", re.compile(r"/_sim/ledger"), self._ledger),
+            ("POST", re.compile(r"/_sim/reset"), self._reset),
+            ("GET", re.compile(r"/_sim/config"), self._get_config),
+            ("POST", re.compile(r"/_sim/config"), self._set_config),
+            ("GET", re.compile(r"/_sim/health"), self._health),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        allowed = False
+        for route_method, pattern, handler in self._routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route_method == method:
+                await handler(_Call(scope, receive, send, match.groupdict()))
+                return
+            allowed = True
+        call = _Call(scope, receive, send, {})
+        if allowed:
+            await call.respond(405, {"error": {"message": f"method {method} not allowed"}})
+        else:
+            await call.respond(404, {"error": {"message": f"no route for {method} {path}"}})
+
+    # -- control endpoints -------------------------------------------------------------
+
+    async def _ledger(self, call: _Call) -> None:
+        await call.respond(200, self.ledger.report())
+
+    async def _reset(self, call: _Call) -> None:
+        """Forget usage, buckets and run-time config changes; reseed the fault draws."""
+        self.config = self._initial
+        self.ledger.reset()
+        self.limiter.reset()
+        self._rng.seed(self.config.seed)
+        await call.respond(200, {"status": "reset"})
+
+    async def _get_config(self, call: _Call) -> None:
+        await call.respond(200, self.config.model_dump(mode="json"))
+
+    async def _set_config(self, call: _Call) -> None:
+        try:
+            patch = msgspec.json.decode(await call.body())
+            if not isinstance(patch, dict):
+                raise ConfigError("the body must be a JSON object")
+            self.config = self.config.patched(patch)
+        except msgspec.DecodeError as exc:
+            await call.respond(400, {"error": {"message": f"invalid JSON: {exc}"}})
+            return
+        except ConfigError as exc:
+            await call.respond(422, {"error": {"message": str(exc)}})
+            return
+        await call.respond(200, self.config.model_dump(mode="json"))
+
+    async def _health(self, call: _Call) -> None:
+        await call.respond(200, {"status": "ok", "models": len(self.config.models)})
+
+    def _models(self, wire: WireApi) -> Handler:
+        async def handler(call: _Call) -> None:
+            await call.respond(200, wire.models(list(self.config.models)))
+
+        return handler
+
+    def _list_v1_models(self, openai: WireApi, anthropic: WireApi) -> Handler:
+        async def handler(call: _Call) -> None:
+            headers = call.headers
+            wire = anthropic if "anthropic-version" in headers or "x-api-key" in headers else openai
+            await call.respond(200, wire.models(list(self.config.models)))
+
+        return handler
+
+    # -- chat ----------------------------------------------------------------------------
+
+    def _response_id(self, prefix: str) -> str:
+        self._next_id += 1
+        return f"{prefix}{self._next_id:012d}"
+
+    def _draw_fault(self, spec: ModelSpec, stream: bool) -> FaultKind | None:
+        if not spec.faults:
+            return None
+        roll = self._rng.random()
+        for kind, probability in spec.faults.items():
+            roll -= probability
+            if roll < 0:
+                return None if kind in _STREAM_FAULTS and not stream else kind
+        return None
+
+    async def _fail(
+        self, wire: WireApi, call: _Call, kind: ErrorKind, ctx: ErrorContext, headers: Headers = ()  # type: ignore[assignment]  # see _Call.start
+    ) -> None:
+        error = wire.error(kind, ctx)
+        await call.respond(error.status, error.body, [*headers, *error.headers])
+
+    async def _chat(self, wire: WireApi, call: _Call) -> None:
+        headers, query = call.headers, call.query
+        raw = await call.body()
+        key = wire.api_key(headers, query)
+        if key is None and (key := wire.missing_key()) is None:
+            self.ledger.refused("(none)", call.path.get("model", ""), "401")
+            await self._fail(wire, call, ErrorKind.AUTH_MISSING, ErrorContext())
+            return
+        if key.startswith("invalid-"):
+            self.ledger.refused(key, call.path.get("model", ""), "401")
+            await self._fail(wire, call, ErrorKind.AUTH_INVALID, ErrorContext(message=key))
+            return
+        try:
+            request = wire.parse(msgspec.json.decode(raw), call.path, query)
+        except msgspec.DecodeError:
+            ctx = ErrorContext(message="We could not parse the JSON body of your request.")
+            await self._fail(wire, call, ErrorKind.BAD_REQUEST, ctx)
+            return
+        except BadInput as exc:
+            await self._fail(wire, call, ErrorKind.BAD_REQUEST, ErrorContext(message=str(exc)))
+            return
+        spec = self.config.model(request.model)
+        if spec is None or spec.api not in wire.serves:
+            self.ledger.refused(key, request.model, "404")
+            await self._fail(wire, call, ErrorKind.NOT_FOUND, ErrorContext(model=request.model))
+            return
+        await self._serve(wire, call, key, spec, request)
+
+    async def _serve(
+        self, wire: WireApi, call: _Call, key: str, spec: ModelSpec, request: SimRequest
+    ) -> None:
+        model = spec.name
+        input_tokens = self.engine.prompt_tokens(request)
+        asked = request.max_tokens or 0
+        ctx = ErrorContext(model=model, input_tokens=input_tokens, max_tokens=asked)
+        if asked > spec.max_output_tokens:
+            ctx.limit = spec.max_output_tokens
+            self.ledger.refused(key, model, "400")
+            await self._fail(wire, call, ErrorKind.MAX_TOKENS, ctx)
+            return
+        if input_tokens + asked > spec.context_window:
+            ctx.limit = spec.context_window
+            self.ledger.refused(key, model, "400")
+            await self._fail(wire, call, ErrorKind.CONTEXT, ctx)
+            return
+        reserved = input_tokens + asked
+        ctx.refusal = self.limiter.admit(key, model, spec.rpm, spec.tpm, reserved)
+        if ctx.refusal is not None:
+            self.ledger.refused(key, model, "429")
+            window = wire.limit_headers(self.limiter.window(key, model, spec.rpm, spec.tpm))
+            await self._fail(wire, call, ErrorKind.RATE_LIMIT, ctx, window)
+            return
+        limit_headers = wire.limit_headers(self.limiter.window(key, model, spec.rpm, spec.tpm))
+        fault = self._draw_fault(spec, request.stream)
+        if fault is not None and fault not in _STREAM_FAULTS:
+            self.limiter.give_back(key, model, spec.tpm, reserved)
+            self.ledger.refused(key, model, f"fault:{fault}")
+            await self._inject(wire, call, fault, ctx, limit_headers)
+            return
+        reply = self.engine.reply(request, spec, self.config.scripts, input_tokens)
+        # Unused max_tokens comes back; without max_tokens the output is charged now.
+        self.limiter.give_back(key, model, spec.tpm, reserved - input_tokens - reply.output_tokens)
+        if request.stream:
+            delivered = await self._stream(wire, call, spec, request, reply, fault, limit_headers)
+            if fault is not None:
+                self.ledger.refused(key, model, f"fault:{fault}")
+        else:
+            await self._sleep(spec.ttft_ms / 1000 + self._generation_time(spec, reply.output_tokens))
+            body = wire.render(request, reply, self._response_id("msg_sim_"))
+            await call.respond(200, body, limit_headers)
+            delivered = reply.output_tokens
+        cost = (input_tokens * spec.input_price_per_mtok + delivered * spec.output_price_per_mtok)
+        self.ledger.served(key, model, input_tokens, delivered, cost / 1_000_000)
+
+    async def _inject(
+        self, wire: WireApi, call: _Call, fault: FaultKind, ctx: ErrorContext, headers: Headers
+    ) -> None:
+        if fault in _ERROR_FAULTS:
+            await self._fail(wire, call, _ERROR_FAULTS[fault], ctx, headers)
+        elif fault == "timeout":
+            await asyncio.sleep(self.config.hang_s)
+            await self._fail(wire, call, ErrorKind.UNAVAILABLE, ctx, headers)
+        elif fault == "malformed":
+            await call.respond(200, b'{"id": "broken", "choices": [{"message": {"content": "', headers)
+        else:  # disconnect
+            await call.start(200, "application/json", headers)
+            raise DroppedConnection(f"fault injected: {fault}")
+
+    @staticmethod
+    def _generation_time(spec: ModelSpec, tokens: int) -> float:
+        return tokens / spec.tokens_per_s if spec.tokens_per_s else 0.0
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def _stream(
+        self,
+        wire: WireApi,
+        call: _Call,
+        spec: ModelSpec,
+        request: SimRequest,
+        reply: Reply,
+        fault: FaultKind | None,
+        headers: Headers,
+    ) -> int:
+        """Send the answer as the wire's stream; return how many output tokens went out."""
+        writer = wire.stream(request, reply, self._response_id("msg_sim_"))
+        pieces = reply.pieces
+        stop_at = len(pieces) // 2 if fault in _STREAM_FAULTS else len(pieces)
+        await self._sleep(spec.ttft_ms / 1000)
+        await call.start(200, wire.stream_content_type, [*headers, ("cache-control", "no-cache")])
+        buffer = writer.opening()
+        started = self._clock()
+        for i, piece in enumerate(pieces[:stop_at]):
+            due = started + self._generation_time(spec, i)
+            if due > self._clock() + 0.001:
+                await call.chunk(buffer)
+                buffer = b""
+                await asyncio.sleep(due - self._clock())
+            buffer += writer.text(piece)
+        if fault == "stream_error":
+            buffer += writer.error()
+        elif fault is None:
+            await self._sleep(started + self._generation_time(spec, len(pieces)) - self._clock())
+            buffer += writer.closing()
+        await call.chunk(buffer, more=False)
+        return reply.output_tokens if fault is None else stop_at

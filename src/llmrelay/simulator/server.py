@@ -1,0 +1,97 @@
+"""Running the simulator: in a background thread of this process, or in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from types import TracebackType
+
+import uvicorn
+
+from llmrelay.simulator.app import Simulator, install_log_filter
+from llmrelay.simulator.config import SimulatorConfig, load_config
+
+
+def _uvicorn_config(app: Simulator, log_level: str) -> uvicorn.Config:
+    install_log_filter()
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=30,
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; port 0 picks a free one."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Simulator, sock: socket.socket, *, log_level: str = "warning") -> None:
+    """Serve on ``sock`` until interrupted (Ctrl-C or SIGTERM)."""
+    uvicorn.Server(_uvicorn_config(app, log_level)).run(sockets=[sock])
+
+
+class SimulatorServer:
+    """A simulator on loopback in a background thread; use as a context manager.
+
+    ``url`` is its base URL (``http://127.0.0.1:PORT``); ``app`` is the live
+    :class:`Simulator`, whose ledger and config tests may read directly.
+    """
+
+    def __init__(
+        self, config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.app = Simulator(config or load_config())
+        self._sock = bind(host, port)
+        self.host = host
+        self.port: int = self._sock.getsockname()[1]
+        self._server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
+        self._server.install_signal_handlers = lambda: None  # the main thread owns signals
+        self._thread = threading.Thread(target=self._run, name="llmrelay-simulator", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    def start(self) -> SimulatorServer:
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the simulator server thread stopped during start-up")
+            self._thread.join(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._server.force_exit = True
+        if self._thread.is_alive():
+            self._thread.join(10)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

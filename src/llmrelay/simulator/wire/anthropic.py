@@ -1,0 +1,260 @@
+"""Anthropic Messages (``POST /v1/messages``) as api.anthropic.com serves it."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import msgspec
+
+from llmrelay.simulator.config import Api, ModelSpec
+from llmrelay.simulator.engine import Reply, SimMessage, SimRequest, SimTool
+from llmrelay.simulator.state import Window
+from llmrelay.simulator.wire.base import (
+    BadInput,
+    ErrorContext,
+    ErrorKind,
+    Headers,
+    HttpError,
+    require,
+    text_of,
+)
+
+_json = msgspec.json.Encoder()
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def _error(type_: str, message: str) -> Any:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+def _reset_at(seconds: float) -> str:
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _message(index: int, raw: Any, names: dict[str, str]) -> list[SimMessage]:
+    role = require(raw, "role", str, f"messages.{index}.")
+    if role not in ("user", "assistant"):
+        raise BadInput(f"messages.{index}.role: Input should be 'user' or 'assistant'")
+    content = raw.get("content")
+    if isinstance(content, str):
+        return [SimMessage(role=role, text=content)]
+    if not isinstance(content, list):
+        raise BadInput(f"messages.{index}.content: Input should be a valid list")
+    out: list[SimMessage] = []
+    texts: list[str] = []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "tool_use":
+            names[block.get("id", "")] = block.get("name", "")
+            texts.append(block.get("name", "") + _json.encode(block.get("input", {})).decode())
+        elif kind == "tool_result":
+            name = names.get(block.get("tool_use_id", ""))
+            out.append(SimMessage(role="tool", text=text_of(block.get("content")), tool_name=name))
+        elif kind not in ("image", "document", "thinking"):
+            raise BadInput(f"messages.{index}.content: unknown block type {kind!r}")
+    if texts or not out:
+        out.insert(0, SimMessage(role=role, text="".join(texts)))
+    return out
+
+
+class AnthropicWire:
+    api: ClassVar[Api] = "anthropic"
+    serves: ClassVar[frozenset[Api]] = frozenset({"anthropic"})
+    stream_content_type: ClassVar[str] = "text/event-stream; charset=utf-8"
+
+    def api_key(self, headers: dict[str, str], query: dict[str, str]) -> str | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" else ""
+        return headers.get("x-api-key") or bearer or None
+
+    def missing_key(self) -> str | None:
+        return None
+
+    def parse(self, body: Any, path: dict[str, str], query: dict[str, str]) -> SimRequest:
+        model = require(body, "model", str)
+        max_tokens = require(body, "max_tokens", int)
+        if max_tokens < 1:
+            raise BadInput("max_tokens: Input should be greater than or equal to 1")
+        raw_messages = require(body, "messages", list)
+        if not raw_messages:
+            raise BadInput("messages: at least one message is required")
+        names: dict[str, str] = {}
+        messages = [m for i, raw in enumerate(raw_messages) for m in _message(i, raw, names)]
+        system = text_of(body.get("system"))
+        tools = [SimTool(name=t["name"], schema=t.get("input_schema") or {})
+                 for t in body.get("tools") or []]
+        choice = body.get("tool_choice") or {"type": "auto"}
+        choice_name = {"auto": "auto", "any": "required", "none": "none"}.get(
+            choice.get("type", "auto"), choice.get("name", "auto"))
+        fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
+        extra = system + (_json.encode(body["tools"]).decode() if body.get("tools") else "")
+        return SimRequest(
+            model=model,
+            messages=messages,
+            max_tokens=max_tokens,
+            stream=bool(body.get("stream")),
+            tools=tools,
+            tool_choice=choice_name,
+            json_schema=fmt.get("schema") if fmt.get("type") == "json_schema" else None,
+            stop=list(body.get("stop_sequences") or []),
+            extra_text=extra,
+        )
+
+    def error(self, kind: ErrorKind, ctx: ErrorContext) -> HttpError:
+        if kind is ErrorKind.AUTH_MISSING:
+            return HttpError(401, _error("authentication_error", "x-api-key header is required"))
+        if kind is ErrorKind.AUTH_INVALID:
+            return HttpError(401, _error("authentication_error", "invalid x-api-key"))
+        if kind is ErrorKind.NOT_FOUND:
+            return HttpError(404, _error("not_found_error", f"model: {ctx.model}"))
+        if kind is ErrorKind.BAD_REQUEST:
+            return HttpError(400, _error("invalid_request_error", ctx.message))
+        if kind is ErrorKind.CONTEXT:
+            if ctx.input_tokens > ctx.limit:
+                message = f"prompt is too long: {ctx.input_tokens} tokens > {ctx.limit} maximum"
+            else:
+                message = (
+                    f"input length and `max_tokens` exceed context limit: {ctx.input_tokens} + "
+                    f"{ctx.max_tokens} > {ctx.limit}, decrease input length or `max_tokens` "
+                    "and try again"
+                )
+            return HttpError(400, _error("invalid_request_error", message))
+        if kind is ErrorKind.MAX_TOKENS:
+            return HttpError(400, _error(
+                "invalid_request_error",
+                f"max_tokens: {ctx.max_tokens} > {ctx.limit}, which is the maximum allowed "
+                f"number of output tokens for {ctx.model}",
+            ))
+        if kind is ErrorKind.RATE_LIMIT:
+            refusal = ctx.refusal
+            wait = refusal.retry_after_s if refusal else 1.0
+            what = "input tokens" if refusal and refusal.kind == "tokens" else "requests"
+            limit = f" of {refusal.limit} {what} per minute" if refusal else ""
+            message = (
+                f"This request would exceed the rate limit for your organization{limit}. "
+                "For details, refer to: https://docs.claude.com/en/api/rate-limits."
+            )
+            headers = [("retry-after", str(max(1, math.ceil(wait))))]
+            return HttpError(429, _error("rate_limit_error", message), headers)
+        if kind is ErrorKind.OVERLOADED:
+            return HttpError(529, _error("overloaded_error", "Overloaded"))
+        if kind is ErrorKind.UNAVAILABLE:
+            return HttpError(503, _error("api_error", "Service unavailable"))
+        return HttpError(500, _error("api_error", "Internal server error"))
+
+    def limit_headers(self, window: Window) -> Headers:
+        headers: list[tuple[str, str]] = []
+        if window.requests_limit is not None:
+            headers += [
+                ("anthropic-ratelimit-requests-limit", str(window.requests_limit)),
+                ("anthropic-ratelimit-requests-remaining", str(window.requests_remaining)),
+                ("anthropic-ratelimit-requests-reset", _reset_at(window.requests_reset_s)),
+            ]
+        if window.tokens_limit is not None:
+            for prefix in ("tokens", "input-tokens"):
+                headers += [
+                    (f"anthropic-ratelimit-{prefix}-limit", str(window.tokens_limit)),
+                    (f"anthropic-ratelimit-{prefix}-remaining", str(window.tokens_remaining)),
+                    (f"anthropic-ratelimit-{prefix}-reset", _reset_at(window.tokens_reset_s)),
+                ]
+        return headers
+
+    @staticmethod
+    def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+        return {
+            "input_tokens": reply.input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+
+    @staticmethod
+    def _blocks(reply: Reply) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+        blocks += [{"type": "tool_use", "id": c.id.replace("call_", "toolu_"), "name": c.name,
+                    "input": c.arguments} for c in reply.tool_calls]
+        return blocks
+
+    def render(self, request: SimRequest, reply: Reply, response_id: str) -> Any:
+        return {
+            "id": response_id,
+            "type": "message",
+            "role": "assistant",
+            "model": request.model,
+            "content": self._blocks(reply) or [{"type": "text", "text": ""}],
+            "stop_reason": _STOP_REASONS[reply.finish_reason],
+            "stop_sequence": None,
+            "usage": self._usage(reply, reply.output_tokens),
+        }
+
+    def stream(self, request: SimRequest, reply: Reply, response_id: str) -> _AnthropicStream:
+        return _AnthropicStream(self, request, reply, response_id)
+
+    def models(self, specs: list[ModelSpec]) -> Any:
+        data = [{"type": "model", "id": s.name, "display_name": s.name,
+                 "created_at": "2025-01-01T00:00:00Z"} for s in specs if s.api == "anthropic"]
+        return {"data": data, "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None}
+
+
+def _event(name: str, data: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _json.encode(data) + b"\n\n"
+
+
+class _AnthropicStream:
+    def __init__(self, wire: AnthropicWire, request: SimRequest, reply: Reply, rid: str) -> None:
+        self._wire, self._request, self._reply, self._id = wire, request, reply, rid
+        self._text_open = False
+
+    def opening(self) -> bytes:
+        message = {
+            "id": self._id, "type": "message", "role": "assistant", "model": self._request.model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": AnthropicWire._usage(self._reply, 1),
+        }
+        return _event("message_start", {"type": "message_start", "message": message}) + _event(
+            "ping", {"type": "ping"})
+
+    def text(self, piece: str) -> bytes:
+        out = b""
+        if not self._text_open:
+            self._text_open = True
+            out = _event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                 "content_block": {"type": "text", "text": ""}})
+        return out + _event("content_block_delta", {
+            "type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": piece}})
+
+    def closing(self) -> bytes:
+        out = b""
+        index = 0
+        if self._text_open:
+            out += _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        for block in AnthropicWire._blocks(self._reply):
+            if block["type"] != "tool_use":
+                continue
+            start = {**block, "input": {}}
+            out += _event("content_block_start", {"type": "content_block_start", "index": index,
+                                                  "content_block": start})
+            out += _event("content_block_delta", {
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta",
+                          "partial_json": _json.encode(block["input"]).decode()}})
+            out += _event("content_block_stop", {"type": "content_block_stop", "index": index})
+            index += 1
+        out += _event("message_delta", {
+            "type": "message_delta",
+            "delta": {"stop_reason": _STOP_REASONS[self._reply.finish_reason],
+                      "stop_sequence": None},
+            "usage": {"output_tokens": self._reply.output_tokens}})
+        return out + _event("message_stop", {"type": "message_stop"})
+
+    def error(self) -> bytes:
+        return _event("error", _error("overloaded_error", "Overloaded"))
