@@ -22,13 +22,16 @@ status codes or message strings::
           └── MalformedResponse       the provider's answer could not be read  retryable
 
 Every :class:`ProviderError` carries ``provider``, ``deployment``, ``status_code``, the
-provider's own ``message`` and whether retrying the same deployment can help
-(``retryable``).
+provider's own ``message``, whether retrying the same deployment can help (``retryable``),
+``retry_after`` seconds when the provider said so, and the ``rate_limits`` its headers
+reported.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
+
+from llmrelay.types import RateLimitInfo
 
 
 class LLMRelayError(Exception):
@@ -64,8 +67,10 @@ class ProviderError(LLMRelayError):
         status_code: int | None = None,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        rate_limits: RateLimitInfo | None = None,
     ) -> None:
         super().__init__(message)
+        self.rate_limits = rate_limits
         self.message = message
         self.provider = provider
         self.deployment = deployment

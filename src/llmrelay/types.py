@@ -165,10 +165,11 @@ class ChatResponse(msgspec.Struct, kw_only=True):
 
 
 class StreamStart(msgspec.Struct, frozen=True, tag="start"):
-    """The stream is open; the provider's response id and model, when it sent them."""
+    """The stream is open: the response id, model and rate limits, when the provider sent them."""
 
     id: str = ""
     model: str = ""
+    rate_limits: RateLimitInfo | None = None
 
 
 class TextDelta(msgspec.Struct, frozen=True, tag="text"):

@@ -1,0 +1,173 @@
+"""Ollama's native chat API: ``POST /api/chat`` with an NDJSON stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import msgspec
+
+from llmrelay.errors import (
+    ContextWindowExceeded,
+    MalformedResponse,
+    NotFound,
+    Overloaded,
+    ProviderError,
+)
+from llmrelay.providers.base import Framing, HttpProvider, SseEvent, error_for_status, interrupted, loads
+from llmrelay.providers.http import Origin, WireRequest
+from llmrelay.providers.parts import data_url, json_arguments
+from llmrelay.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _message(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.text}
+    if not isinstance(message.content, str):
+        images = [d[1] for p in message.content if isinstance(p, ImagePart) and (d := data_url(p.url))]
+        if images:
+            out["images"] = images
+    if message.tool_calls:
+        out["tool_calls"] = [{"function": {"name": c.name, "arguments": json_arguments(c.arguments)}}
+                             for c in message.tool_calls]
+    if message.role == "tool" and message.name:
+        out["tool_name"] = message.name
+    return out
+
+
+def _calls(message: dict[str, Any], first: int = 0) -> list[ToolCall]:
+    return [
+        ToolCall(id=c.get("id") or f"call_{first + i}", name=c["function"]["name"],
+                 arguments=_encode(c["function"].get("arguments") or {}).decode())
+        for i, c in enumerate(message.get("tool_calls") or [])
+    ]
+
+
+def _usage(body: dict[str, Any]) -> Usage:
+    return Usage(input_tokens=body.get("prompt_eval_count") or 0,
+                 output_tokens=body.get("eval_count") or 0)
+
+
+def classify(status: int, message: str) -> ProviderError:
+    """Ollama's ``{"error": "..."}`` as a taxonomy error."""
+    lowered = message.lower()
+    if "context length" in lowered:
+        return ContextWindowExceeded(message)
+    if status == 404 or "not found" in lowered:
+        return NotFound(message)
+    if status == 503 or "server busy" in lowered:
+        return Overloaded(message)
+    return error_for_status(status)(message)
+
+
+class OllamaProvider(HttpProvider):
+    """A local (or proxied) Ollama server; sends a bearer key only when one is configured."""
+
+    name: ClassVar[str] = "ollama"
+    FRAMING: ClassVar[Framing] = "ndjson"
+    DEFAULT_BASE_URL: ClassVar[str | None] = "http://localhost:11434"
+    API_KEY_ENV: ClassVar[tuple[str, ...]] = ()
+
+    def encode(self, request: ChatRequest) -> WireRequest:
+        messages = [_message(m) for m in request.chat_messages()]
+        if (system := request.system_text()) is not None:
+            messages.insert(0, {"role": "system", "content": system})
+        body: dict[str, Any] = {"model": self.deployment.model, "messages": messages,
+                                "stream": request.stream}
+        options: dict[str, Any] = {}
+        for key, field in (("temperature", "temperature"), ("top_p", "top_p"),
+                           ("max_tokens", "num_predict"), ("stop", "stop")):
+            if (value := getattr(request, key)) is not None:
+                options[field] = value
+        if options:
+            body["options"] = options
+        if request.tools:
+            body["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in request.tools]
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_object":
+            body["format"] = "json"
+        elif fmt is not None and fmt.type == "json_schema":
+            body["format"] = fmt.json_schema or {"type": "object"}
+        headers = {"content-type": "application/json", **self.deployment.headers}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        return WireRequest(url=f"{self.base_url}/api/chat", headers=headers, body=_encode(body))
+
+    def decode(self, body: Any) -> ChatResponse:
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, dict):
+            raise self.origin.error(MalformedResponse, "response has no message")
+        calls = _calls(message)
+        finish: FinishReason = "length" if body.get("done_reason") == "length" else "stop"
+        return ChatResponse(
+            content=message.get("content") or "",
+            tool_calls=calls,
+            finish_reason="tool_calls" if calls else finish,
+            usage=_usage(body),
+            model=body.get("model", ""),
+        )
+
+    def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
+        try:
+            payload = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            payload = None
+        message = payload.get("error") if isinstance(payload, dict) else None
+        return classify(status, str(message or body.decode("utf-8", "replace")[:500] or status))
+
+    def stream_decoder(self) -> OllamaStreamDecoder:
+        return OllamaStreamDecoder(self.origin)
+
+
+class OllamaStreamDecoder:
+    """One JSON object per line; the line with ``"done": true`` carries usage."""
+
+    def __init__(self, origin: Origin) -> None:
+        self._origin = origin
+        self._end: StreamEnd | None = None
+        self._calls = 0
+        self._started = False
+
+    def feed(self, frame: SseEvent) -> Iterable[StreamEvent]:
+        chunk = loads(frame.data, self._origin)
+        if not isinstance(chunk, dict):
+            raise interrupted(self._origin, "stream line is not a JSON object")
+        if "error" in chunk:
+            raise interrupted(self._origin, f"error inside the stream: {chunk['error']}")
+        events: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            events.append(StreamStart(model=chunk.get("model", "")))
+        message = chunk.get("message") or {}
+        if content := message.get("content"):
+            events.append(TextDelta(content))
+        for call in _calls(message, self._calls):
+            events.append(ToolCallDelta(index=self._calls, id=call.id, name=call.name,
+                                        arguments=call.arguments))
+            self._calls += 1
+        if chunk.get("done"):
+            reason: FinishReason = "length" if chunk.get("done_reason") == "length" else "stop"
+            self._end = StreamEnd(finish_reason="tool_calls" if self._calls else reason,
+                                  usage=_usage(chunk))
+        return events
+
+    def close(self) -> StreamEnd:
+        if self._end is None:
+            raise interrupted(self._origin, "stream ended before its done line")
+        return self._end
