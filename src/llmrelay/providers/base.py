@@ -80,6 +80,7 @@ class Provider(Protocol):
     SUPPORTS_STREAMING: ClassVar[bool]
     SUPPORTS_TOOLS: ClassVar[bool]
     SUPPORTS_JSON_SCHEMA: ClassVar[bool]
+    SUPPORTS_FORCED_TOOL_CHOICE: ClassVar[bool]
     deployment: Deployment
 
     async def send(self, request: ChatRequest) -> ChatResponse: ...
@@ -154,6 +155,7 @@ class HttpProvider(abc.ABC):
     SUPPORTS_STREAMING: ClassVar[bool] = True
     SUPPORTS_TOOLS: ClassVar[bool] = True
     SUPPORTS_JSON_SCHEMA: ClassVar[bool] = True
+    SUPPORTS_FORCED_TOOL_CHOICE: ClassVar[bool] = True
     DEFAULT_BASE_URL: ClassVar[str | None] = None
     API_KEY_ENV: ClassVar[tuple[str, ...]] = ()
 
@@ -203,6 +205,11 @@ class HttpProvider(abc.ABC):
         """Refuse, before any I/O, what this adapter cannot do (capabilities are declared)."""
         if request.tools and not self.SUPPORTS_TOOLS:
             raise self.origin.error(BadRequest, f"{self.name} does not support tool calling")
+        forced = request.tool_choice not in (None, "auto", "none")
+        if request.tools and forced and not self.SUPPORTS_FORCED_TOOL_CHOICE:
+            raise self.origin.error(
+                BadRequest, f"{self.name} cannot force a tool call (tool_choice={request.tool_choice!r})"
+            )
         fmt = request.response_format
         if fmt is not None and fmt.type == "json_schema" and not self.SUPPORTS_JSON_SCHEMA:
             raise self.origin.error(BadRequest, f"{self.name} does not support JSON-schema output")

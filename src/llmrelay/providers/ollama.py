@@ -69,7 +69,7 @@ def classify(status: int, message: str) -> ProviderError:
         return ContextWindowExceeded(message)
     if status == 404 or "not found" in lowered:
         return NotFound(message)
-    if status == 503 or "server busy" in lowered:
+    if "server busy" in lowered:
         return Overloaded(message)
     return error_for_status(status)(message)
 
@@ -81,6 +81,7 @@ class OllamaProvider(HttpProvider):
     FRAMING: ClassVar[Framing] = "ndjson"
     DEFAULT_BASE_URL: ClassVar[str | None] = "http://localhost:11434"
     API_KEY_ENV: ClassVar[tuple[str, ...]] = ()
+    SUPPORTS_FORCED_TOOL_CHOICE: ClassVar[bool] = False  # /api/chat has no tool_choice
 
     def encode(self, request: ChatRequest) -> WireRequest:
         messages = [_message(m) for m in request.chat_messages()]
@@ -95,7 +96,7 @@ class OllamaProvider(HttpProvider):
                 options[field] = value
         if options:
             body["options"] = options
-        if request.tools:
+        if request.tools and request.tool_choice != "none":
             body["tools"] = [{"type": "function", "function": {
                 "name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in request.tools]

@@ -277,7 +277,7 @@ class Simulator:
         if fault is not None and fault not in _STREAM_FAULTS:
             self.limiter.give_back(key, model, spec.tpm, reserved)
             self.ledger.refused(key, model, f"fault:{fault}")
-            await self._inject(wire, call, fault, ctx, limit_headers)
+            await self._inject(wire, call, fault, ctx, limit_headers, request.stream)
             return
         reply = self.engine.reply(request, spec, self.config.scripts, input_tokens)
         # Unused max_tokens comes back; without max_tokens the output is charged now.
@@ -295,13 +295,22 @@ class Simulator:
         self.ledger.served(key, model, input_tokens, delivered, cost / 1_000_000)
 
     async def _inject(
-        self, wire: WireApi, call: _Call, fault: FaultKind, ctx: ErrorContext, headers: Headers
+        self,
+        wire: WireApi,
+        call: _Call,
+        fault: FaultKind,
+        ctx: ErrorContext,
+        headers: Headers,
+        stream: bool,
     ) -> None:
         if fault in _ERROR_FAULTS:
             await self._fail(wire, call, _ERROR_FAULTS[fault], ctx, headers)
         elif fault == "timeout":
             await asyncio.sleep(self.config.hang_s)
             await self._fail(wire, call, ErrorKind.UNAVAILABLE, ctx, headers)
+        elif fault == "malformed" and stream:
+            await call.start(200, wire.stream_content_type, headers)
+            await call.chunk(b'data: {"id": "broken", "choices": [{"delta": \n\n', more=False)
         elif fault == "malformed":
             await call.respond(200, b'{"id": "broken", "choices": [{"message": {"content": "', headers)
         else:  # disconnect

@@ -94,9 +94,11 @@ class OllamaWire:
             wait = ctx.refusal.retry_after_s if ctx.refusal else 1.0
             return HttpError(429, {"error": "rate limit exceeded"},
                              [("retry-after", str(max(1, math.ceil(wait))))])
-        if kind in (ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE):
+        if kind is ErrorKind.OVERLOADED:
             return HttpError(503, {"error": "server busy, please try again. maximum pending "
                                             "requests exceeded"})
+        if kind is ErrorKind.UNAVAILABLE:
+            return HttpError(503, {"error": "service unavailable"})
         return HttpError(500, {"error": "llama runner process has terminated: exit status 2"})
 
     def limit_headers(self, window: Window) -> Headers:
