@@ -27,19 +27,37 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2000"))
 PROMPT = "Summarise the plot of a film about a heist in one sentence."
 
 ENDPOINTS = {
-    "openai": ("/v1/chat/completions", {"authorization": "Bearer sk-bench"},
-               {"model": "sim-openai", "messages": [{"role": "user", "content": PROMPT}]}),
-    "anthropic": ("/v1/messages", {"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"},
-                  {"model": "sim-anthropic", "max_tokens": 256,
-                   "messages": [{"role": "user", "content": PROMPT}]}),
-    "gemini": ("/v1beta/models/sim-gemini:generateContent", {"x-goog-api-key": "sk-bench"},
-               {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}),
-    "ollama": ("/api/chat", {},
-               {"model": "sim-ollama", "stream": False,
-                "messages": [{"role": "user", "content": PROMPT}]}),
+    "openai": (
+        "/v1/chat/completions",
+        {"authorization": "Bearer sk-bench"},
+        {"model": "sim-openai", "messages": [{"role": "user", "content": PROMPT}]},
+    ),
+    "anthropic": (
+        "/v1/messages",
+        {"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"},
+        {
+            "model": "sim-anthropic",
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": PROMPT}],
+        },
+    ),
+    "gemini": (
+        "/v1beta/models/sim-gemini:generateContent",
+        {"x-goog-api-key": "sk-bench"},
+        {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]},
+    ),
+    "ollama": (
+        "/api/chat",
+        {},
+        {"model": "sim-ollama", "stream": False, "messages": [{"role": "user", "content": PROMPT}]},
+    ),
 }
-ADAPTERS = [("openai", "sim-openai", "/v1"), ("anthropic", "sim-anthropic", ""),
-            ("gemini", "sim-gemini", ""), ("ollama", "sim-ollama", "")]
+ADAPTERS = [
+    ("openai", "sim-openai", "/v1"),
+    ("anthropic", "sim-anthropic", ""),
+    ("gemini", "sim-gemini", ""),
+    ("ollama", "sim-ollama", ""),
+]
 
 
 def section(title: str) -> None:
@@ -51,23 +69,39 @@ def simulator_throughput(host: str, port: int) -> None:
     print(f"{'API':<10} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | statuses")
     for api, (path, headers, payload) in ENDPOINTS.items():
         body = msgspec.json.encode(payload)
-        result = run_load(host, port, path, body, {**headers, "content-type": "application/json"},
-                          connections=32, seconds=SECONDS)
-        print(f"{api:<10} | {result.rps:>7.0f} | {result.p50_ms:>7.2f} | {result.p99_ms:>7.2f} | "
-              f"{result.statuses}", flush=True)
+        result = run_load(
+            host,
+            port,
+            path,
+            body,
+            {**headers, "content-type": "application/json"},
+            connections=32,
+            seconds=SECONDS,
+        )
+        print(
+            f"{api:<10} | {result.rps:>7.0f} | {result.p50_ms:>7.2f} | {result.p99_ms:>7.2f} | "
+            f"{result.statuses}",
+            flush=True,
+        )
     print("\ntarget: >= 3000 non-streamed req/s")
 
 
 async def adapter_overhead(url: str) -> None:
     section(f"Adapter overhead per request ({ROUNDS} sequential calls each, interleaved)")
-    print(f"{'adapter':<10} | {'bare p50 µs':>11} | {'adapter p50 µs':>14} | {'overhead p50 µs':>15} "
-          f"| {'bare p99 µs':>11} | {'adapter p99 µs':>14}")
+    print(
+        f"{'adapter':<10} | {'bare p50 µs':>11} | {'adapter p50 µs':>14} | {'overhead p50 µs':>15} "
+        f"| {'bare p99 µs':>11} | {'adapter p99 µs':>14}"
+    )
     request = ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=256)
     registry = default_registry()
     async with HttpClient() as client, aiohttp.ClientSession() as bare:
         for provider_name, model, suffix in ADAPTERS:
-            provider = registry.create(Deployment(provider=provider_name, model=model,
-                                                  api_key="sk-bench", base_url=url + suffix), client)
+            provider = registry.create(
+                Deployment(
+                    provider=provider_name, model=model, api_key="sk-bench", base_url=url + suffix
+                ),
+                client,
+            )
             assert isinstance(provider, HttpProvider)
             wire = provider.encode(request)
 
@@ -90,8 +124,11 @@ async def adapter_overhead(url: str) -> None:
                     times[name].append(time.perf_counter() - start)
             b50, a50 = (statistics.median(times[k]) * 1e6 for k in ("bare", "adapter"))
             b99, a99 = (sorted(times[k])[int(0.99 * ROUNDS)] * 1e6 for k in ("bare", "adapter"))
-            print(f"{provider_name:<10} | {b50:>11.0f} | {a50:>14.0f} | {a50 - b50:>15.0f} | "
-                  f"{b99:>11.0f} | {a99:>14.0f}", flush=True)
+            print(
+                f"{provider_name:<10} | {b50:>11.0f} | {a50:>14.0f} | {a50 - b50:>15.0f} | "
+                f"{b99:>11.0f} | {a99:>14.0f}",
+                flush=True,
+            )
 
 
 def main() -> int:
@@ -103,8 +140,14 @@ def main() -> int:
         asyncio.run(adapter_overhead(sim.url))
         section("HTTP client under concurrency: aiohttp vs httpx (2000 requests per cell)")
         path, headers, payload = ENDPOINTS["openai"]
-        rows = asyncio.run(compare(sim.url + path, msgspec.json.encode(payload),
-                                   {**headers, "content-type": "application/json"}, 2000))
+        rows = asyncio.run(
+            compare(
+                sim.url + path,
+                msgspec.json.encode(payload),
+                {**headers, "content-type": "application/json"},
+                2000,
+            )
+        )
         print("\n".join(rows))
     return 0
 

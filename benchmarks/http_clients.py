@@ -40,9 +40,12 @@ async def _drive(post: Post, total: int, concurrency: int) -> tuple[float, float
 async def compare(url: str, body: bytes, headers: dict[str, str], total: int) -> list[str]:
     rows = [f"{'concurrency':>11} | {'client':<7} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7}"]
     connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector) as session, httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    ) as client:
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        ) as client,
+    ):
 
         async def via_aiohttp() -> int:
             async with session.post(url, data=body, headers=headers) as response:
@@ -59,9 +62,8 @@ async def compare(url: str, body: bytes, headers: dict[str, str], total: int) ->
                 await _drive(post, 200, concurrency)  # warm the pool
                 results[name] = await _drive(post, total, concurrency)
                 rps, p50, p99 = results[name]
-                rows.append(
-                    f"{concurrency:>11} | {name:<7} | {rps:>7.0f} | {p50 * 1e3:>7.2f} | {p99 * 1e3:>7.2f}"
-                )
+                cells = f"{rps:>7.0f} | {p50 * 1e3:>7.2f} | {p99 * 1e3:>7.2f}"
+                rows.append(f"{concurrency:>11} | {name:<7} | {cells}")
             ratio = results["aiohttp"][0] / results["httpx"][0]
             rows.append(f"{'':>11} | aiohttp/httpx throughput ratio: {ratio:.2f}x")
     return rows

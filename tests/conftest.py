@@ -17,9 +17,16 @@ class AdapterCase:
     model: str
     path: str = ""
 
-    def deployment(self, sim: SimulatorHandle, *, api_key: str = "sk-test", **kw: object) -> Deployment:
-        return Deployment(provider=self.provider, model=self.model, api_key=api_key,
-                          base_url=sim.url + self.path, **kw)  # type: ignore[arg-type]
+    def deployment(
+        self, sim: SimulatorHandle, *, api_key: str = "sk-test", **kw: object
+    ) -> Deployment:
+        return Deployment(
+            provider=self.provider,
+            model=self.model,
+            api_key=api_key,
+            base_url=sim.url + self.path,
+            **kw,
+        )  # type: ignore[arg-type]
 
 
 ADAPTERS = [

@@ -62,7 +62,9 @@ async def test_streamed_answer_matches_plain(make_provider) -> None:  # type: ig
     assert streamed.usage.input_tokens == plain.usage.input_tokens
 
 
-async def test_usage_is_what_the_provider_billed(make_provider, simulator: SimulatorHandle, case: AdapterCase) -> None:  # type: ignore[no-untyped-def]
+async def test_usage_is_what_the_provider_billed(
+    make_provider, simulator: SimulatorHandle, case: AdapterCase
+) -> None:  # type: ignore[no-untyped-def]
     """Reported usage equals what the simulator's ledger recorded for the key and model."""
     response = await make_provider(api_key="sk-usage").send(ask("count my tokens please"))
     entry = simulator.usage("sk-usage", case.model)
@@ -96,7 +98,11 @@ async def test_tool_call_round_trip(make_provider, stream: bool) -> None:  # typ
     follow_up = ChatRequest(
         messages=[
             first.messages[0],
-            Message(role="assistant", content="", tool_calls=[ToolCall(call.id, call.name, call.arguments)]),
+            Message(
+                role="assistant",
+                content="",
+                tool_calls=[ToolCall(call.id, call.name, call.arguments)],
+            ),
             Message(role="tool", content="sunny, 21 C", tool_call_id=call.id, name=call.name),
         ],
         tools=[WEATHER],
@@ -124,8 +130,11 @@ async def test_json_schema_output(make_provider) -> None:  # type: ignore[no-unt
     """A JSON-schema response_format yields a JSON document of that shape."""
     schema = {
         "type": "object",
-        "properties": {"title": {"type": "string"}, "year": {"type": "integer"},
-                       "tags": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "title": {"type": "string"},
+            "year": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
         "required": ["title", "year", "tags"],
     }
     fmt = ResponseFormat(type="json_schema", json_schema=schema, name="movie")
@@ -135,16 +144,18 @@ async def test_json_schema_output(make_provider) -> None:  # type: ignore[no-unt
     assert isinstance(document["year"], int) and isinstance(document["tags"], list)
 
 
-async def test_rate_limit_headers_parsed(make_provider, simulator: SimulatorHandle, case: AdapterCase) -> None:  # type: ignore[no-untyped-def]
+async def test_rate_limit_headers_parsed(
+    make_provider, simulator: SimulatorHandle, case: AdapterCase
+) -> None:  # type: ignore[no-untyped-def]
     """Every response's rate-limit headers become RateLimitInfo; a breach raises RateLimited."""
     simulator.set_limits(case.model, rpm=3, tpm=100_000)
     provider = make_provider()
     info = (await provider.send(ask("hi"))).rate_limits
-    if case.provider in ("openai", "anthropic"):
+    if case.provider in ("openai", "openai_compatible", "anthropic"):
         assert info.requests_limit == 3 and info.requests_remaining == 2
         assert info.tokens_limit == 100_000 and info.tokens_remaining is not None
         assert info.requests_reset_s is not None and 0 <= info.requests_reset_s <= 60
-    else:  # Gemini, Ollama and this OpenAI-compatible server send no limit headers
+    else:  # Gemini and native Ollama send no limit headers
         assert info.is_empty
     await provider.send(ask("hi"))
     await provider.send(ask("hi"))
@@ -170,10 +181,19 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("fault", "stream", "expected"), FAULTS,
-                         ids=[f"{f}-{'stream' if s else 'send'}" for f, s, _ in FAULTS])
-async def test_fault_maps_to_error(make_provider, simulator: SimulatorHandle, case: AdapterCase,  # type: ignore[no-untyped-def]
-                                   fault: str, stream: bool, expected: type[errors.ProviderError]) -> None:
+@pytest.mark.parametrize(
+    ("fault", "stream", "expected"),
+    FAULTS,
+    ids=[f"{f}-{'stream' if s else 'send'}" for f, s, _ in FAULTS],
+)
+async def test_fault_maps_to_error(
+    make_provider,
+    simulator: SimulatorHandle,
+    case: AdapterCase,  # type: ignore[no-untyped-def]
+    fault: str,
+    stream: bool,
+    expected: type[errors.ProviderError],
+) -> None:
     """Each injected fault surfaces as its taxonomy error, stamped with provider and deployment."""
     simulator.set_faults(case.model, {fault: 1.0})
     provider = make_provider(timeouts=FAST_TIMEOUTS)
@@ -200,14 +220,20 @@ async def test_unknown_model(simulator: SimulatorHandle, http_client, case: Adap
     """A model the server does not have raises NotFound naming it."""
     from llmrelay.providers import Deployment, default_registry
 
-    deployment = Deployment(provider=case.provider, model="no-such-model", api_key="sk-test",
-                            base_url=simulator.url + case.path)
+    deployment = Deployment(
+        provider=case.provider,
+        model="no-such-model",
+        api_key="sk-test",
+        base_url=simulator.url + case.path,
+    )
     with pytest.raises(errors.NotFound) as caught:
         await default_registry().create(deployment, http_client).send(ask("hi"))
     assert "no-such-model" in caught.value.message
 
 
-async def test_context_window_exceeded(make_provider, simulator: SimulatorHandle, case: AdapterCase) -> None:  # type: ignore[no-untyped-def]
+async def test_context_window_exceeded(
+    make_provider, simulator: SimulatorHandle, case: AdapterCase
+) -> None:  # type: ignore[no-untyped-def]
     """A prompt longer than the window raises ContextWindowExceeded with the figures."""
     simulator.set_model(case.model, context_window=50)
     with pytest.raises(errors.ContextWindowExceeded) as caught:

@@ -27,7 +27,9 @@ async def test_openai_async_stream_with_usage(simulator: SimulatorHandle) -> Non
     """openai async: a stream with include_usage ends with a usage-only chunk."""
     client = openai.AsyncOpenAI(base_url=simulator.openai_base_url, api_key="sk-sdk")
     stream = await client.chat.completions.create(
-        model="sim-openai", messages=HELLO, stream=True,  # type: ignore[arg-type]
+        model="sim-openai",
+        messages=HELLO,
+        stream=True,  # type: ignore[arg-type]
         stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
@@ -41,10 +43,19 @@ async def test_openai_async_stream_with_usage(simulator: SimulatorHandle) -> Non
 def test_openai_tool_call(simulator: SimulatorHandle) -> None:
     """openai: a tool call comes back in the SDK's own types."""
     client = openai.OpenAI(base_url=simulator.openai_base_url, api_key="sk-sdk")
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            },
+        }
+    ]
     response = client.chat.completions.create(
-        model="sim-openai", messages=[{"role": "user", "content": "please lookup x"}], tools=tools,  # type: ignore[arg-type]
+        model="sim-openai",
+        messages=[{"role": "user", "content": "please lookup x"}],
+        tools=tools,  # type: ignore[arg-type]
     )
     call = response.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert call.function.name == "lookup" and response.choices[0].finish_reason == "tool_calls"  # type: ignore[union-attr]
@@ -63,7 +74,7 @@ def test_openai_rate_limit_error_carries_retry_after(simulator: SimulatorHandle)
     assert caught.value.code == "rate_limit_exceeded"
     # The SDK's own retry rule reads the header: the delay it computes is the header's.
     options = openai._models.FinalRequestOptions.construct(method="post", url="/chat/completions")
-    delay = client._calculate_retry_timeout(1, options, headers)  # noqa: SLF001 - the SDK's retry rule
+    delay = client._calculate_retry_timeout(1, options, headers)
     assert delay == pytest.approx(float(headers["retry-after-ms"]) / 1000, rel=0.01)
 
 
@@ -89,9 +100,18 @@ def test_anthropic_messages_and_stream(simulator: SimulatorHandle) -> None:
 def test_anthropic_tool_use_stream(simulator: SimulatorHandle) -> None:
     """anthropic: a streamed tool_use block accumulates into the tool's input."""
     client = anthropic.Anthropic(base_url=simulator.url, api_key="sk-ant")
-    tools = [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
-    with client.messages.stream(model="sim-anthropic", max_tokens=100, tools=tools,  # type: ignore[arg-type]
-                                messages=[{"role": "user", "content": "lookup it"}]) as stream:
+    tools = [
+        {
+            "name": "lookup",
+            "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        }
+    ]
+    with client.messages.stream(
+        model="sim-anthropic",
+        max_tokens=100,
+        tools=tools,  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": "lookup it"}],
+    ) as stream:
         final = stream.get_final_message()
     block = final.content[0]
     assert block.type == "tool_use" and block.input == {"q": "example q"}  # type: ignore[union-attr]
@@ -117,9 +137,14 @@ def test_anthropic_error_inside_stream(simulator: SimulatorHandle) -> None:
     """anthropic: an error event inside a 200 stream raises in the SDK."""
     simulator.set_faults("sim-anthropic", {"stream_error": 1.0})
     client = anthropic.Anthropic(base_url=simulator.url, api_key="sk-ant", max_retries=0)
-    with pytest.raises(anthropic.APIStatusError, match="Overloaded"), client.messages.stream(
-        model="sim-anthropic", max_tokens=100, messages=[{"role": "user", "content": "a long answer to cut"}]
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIStatusError, match="Overloaded"),
+        client.messages.stream(
+            model="sim-anthropic",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "a long answer to cut"}],
+        ) as stream,
+    ):
         list(stream.text_stream)
 
 
@@ -132,7 +157,9 @@ def test_genai_generate_and_stream(simulator: SimulatorHandle) -> None:
     client = _genai(simulator)
     response = client.models.generate_content(model="sim-gemini", contents="Hello SDK")
     assert response.text == "Echo: Hello SDK"
-    assert response.usage_metadata is not None and response.usage_metadata.candidates_token_count == 4
+    assert (
+        response.usage_metadata is not None and response.usage_metadata.candidates_token_count == 4
+    )
     chunks = list(client.models.generate_content_stream(model="sim-gemini", contents="Hello SDK"))
     assert "".join(c.text or "" for c in chunks) == "Echo: Hello SDK"
     assert chunks[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP  # type: ignore[index]
@@ -145,7 +172,8 @@ async def test_genai_async_structured_output(simulator: SimulatorHandle) -> None
         response_json_schema={"type": "object", "properties": {"n": {"type": "integer"}}},
     )
     response = await _genai(simulator).aio.models.generate_content(
-        model="sim-gemini", contents="give n", config=config)
+        model="sim-gemini", contents="give n", config=config
+    )
     assert response.text == '{"n": 1}'
 
 
@@ -163,10 +191,19 @@ def test_genai_rate_limit_error(simulator: SimulatorHandle) -> None:
 
 def test_unknown_route_and_bad_json_get_clear_errors(simulator: SimulatorHandle) -> None:
     """A malformed body gets the provider's 400 with a reason, not a crash."""
-    response = httpx.post(simulator.openai_base_url + "/chat/completions", content=b"{not json",
-                          headers={"authorization": "Bearer sk-x"})
+    response = httpx.post(
+        simulator.openai_base_url + "/chat/completions",
+        content=b"{not json",
+        headers={"authorization": "Bearer sk-x"},
+    )
     assert response.status_code == 400
     assert "could not parse the JSON body" in response.json()["error"]["message"]
-    response = httpx.post(simulator.openai_base_url + "/chat/completions", json={"model": "sim-openai"},
-                          headers={"authorization": "Bearer sk-x"})
-    assert response.status_code == 400 and "messages: Field required" in response.json()["error"]["message"]
+    response = httpx.post(
+        simulator.openai_base_url + "/chat/completions",
+        json={"model": "sim-openai"},
+        headers={"authorization": "Bearer sk-x"},
+    )
+    assert (
+        response.status_code == 400
+        and "messages: Field required" in response.json()["error"]["message"]
+    )

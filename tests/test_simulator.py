@@ -18,9 +18,14 @@ CHAT = {"model": "sim-openai", "messages": [{"role": "user", "content": "hi"}]}
 AUTH = {"authorization": "Bearer sk-sim"}
 
 
-def post(sim: SimulatorHandle, body: dict[str, object] = CHAT, key: str = "sk-sim") -> httpx.Response:
-    return httpx.post(sim.openai_base_url + "/chat/completions", json=body,
-                      headers={"authorization": f"Bearer {key}"})
+def post(
+    sim: SimulatorHandle, body: dict[str, object] = CHAT, key: str = "sk-sim"
+) -> httpx.Response:
+    return httpx.post(
+        sim.openai_base_url + "/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+    )
 
 
 def test_default_config_loads_every_api() -> None:
@@ -30,21 +35,34 @@ def test_default_config_loads_every_api() -> None:
     assert all(m.context_window >= 8192 for m in config.models)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("models: []", "models: Tuple should have at least 1 item"),
-    ("models:\n  - {name: a, api: openai, context_window: 10, max_output_tokens: 5, rmp: 3}",
-     "models.0.rmp: Extra inputs are not permitted"),
-    ("models:\n  - {name: a, api: cohere, context_window: 10, max_output_tokens: 5}",
-     "models.0.api: Input should be 'openai', 'anthropic', 'gemini' or 'ollama'"),
-    ("models:\n  - {name: a, api: openai, context_window: 10, max_output_tokens: 5, faults: {'500': 2}}",
-     "probability of fault '500' must be within 0..1"),
-    ("models:\n  - {name: a, api: openai, context_window: 10, max_output_tokens: 5, faults: {boom: 0.1}}",
-     "models.0.faults.boom.[key]"),
-    ("models:\n  - {name: a, api: openai, context_window: -1, max_output_tokens: 5}",
-     "models.0.context_window: Input should be greater than 0"),
-    ("models: [ {name: a", "invalid YAML in"),
-    ("- just a list", "expected a mapping at top level"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("models: []", "models: Tuple should have at least 1 item"),
+        (
+            "models:\n  - {name: a, api: openai, context_window: 10, max_output_tokens: 5, rmp: 3}",
+            "models.0.rmp: Extra inputs are not permitted",
+        ),
+        (
+            "models:\n  - {name: a, api: cohere, context_window: 10, max_output_tokens: 5}",
+            "models.0.api: Input should be 'openai', 'anthropic', 'gemini' or 'ollama'",
+        ),
+        (
+            "models:\n  - {name: a, api: openai, context_window: 10, max_output_tokens: 5, faults: {'500': 2}}",
+            "probability of fault '500' must be within 0..1",
+        ),
+        (
+            "models:\n  - {name: a, api: openai, context_window: 10, max_output_tokens: 5, faults: {boom: 0.1}}",
+            "models.0.faults.boom.[key]",
+        ),
+        (
+            "models:\n  - {name: a, api: openai, context_window: -1, max_output_tokens: 5}",
+            "models.0.context_window: Input should be greater than 0",
+        ),
+        ("models: [ {name: a", "invalid YAML in"),
+        ("- just a list", "expected a mapping at top level"),
+    ],
+)
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
     """A malformed config raises ConfigError naming the file and the offending key."""
     path = tmp_path / "sim.yaml"
@@ -56,7 +74,7 @@ def test_bad_config_names_file_and_key(tmp_path: Path, text: str, expected: str)
 
 def test_missing_config_file() -> None:
     """A config path that does not exist is a ConfigError, not a traceback."""
-    with pytest.raises(ConfigError, match="cannot read simulator config /nope.yaml"):
+    with pytest.raises(ConfigError, match=r"cannot read simulator config /nope\.yaml"):
         load_config("/nope.yaml")
 
 
@@ -64,8 +82,12 @@ def test_cli_reports_bad_config_without_traceback(tmp_path: Path) -> None:
     """`llmrelay simulate --config bad.yaml` exits 2 with one clear message."""
     path = tmp_path / "bad.yaml"
     path.write_text("models:\n  - {name: a, api: openai}\n")
-    done = subprocess.run([sys.executable, "-m", "llmrelay.cli", "simulate", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmrelay.cli", "simulate", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "models.0.context_window: Field required" in done.stderr
     assert "Traceback" not in done.stderr
@@ -74,8 +96,9 @@ def test_cli_reports_bad_config_without_traceback(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [["--help"], ["simulate", "--help"]])
 def test_cli_help(argv: list[str]) -> None:
     """Every command documents itself."""
-    done = subprocess.run([sys.executable, "-m", "llmrelay.cli", *argv], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmrelay.cli", *argv], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "usage: llmrelay" in done.stdout
 
 
@@ -118,11 +141,14 @@ def test_cost_uses_configured_prices(simulator: SimulatorHandle) -> None:
     """The ledger prices usage at the model's per-million prices."""
     simulator.set_model("sim-openai", input_price_per_mtok=1_000_000.0, output_price_per_mtok=0.0)
     usage = post(simulator).json()["usage"]
-    assert simulator.usage("sk-sim", "sim-openai")["cost_usd"] == pytest.approx(usage["prompt_tokens"])
+    assert simulator.usage("sk-sim", "sim-openai")["cost_usd"] == pytest.approx(
+        usage["prompt_tokens"]
+    )
 
 
 def test_faults_are_deterministic_for_a_seed(simulator: SimulatorHandle) -> None:
     """The same seed draws the same faults in the same order."""
+
     def run() -> list[int]:
         simulator.reset()
         simulator.set_faults("sim-openai", {"500": 0.5})
@@ -136,24 +162,40 @@ def test_scripted_replies(simulator: SimulatorHandle) -> None:
     """A script matched on the last user message answers with its groups filled in."""
     simulator.set_model("sim-openai", scripts=[{"pattern": r"parse (\S+)", "reply": "title={0}"}])
     body = {**CHAT, "messages": [{"role": "user", "content": "parse Movie.2019.mkv"}]}
-    assert post(simulator, body).json()["choices"][0]["message"]["content"] == "title=Movie.2019.mkv"
+    assert (
+        post(simulator, body).json()["choices"][0]["message"]["content"] == "title=Movie.2019.mkv"
+    )
 
 
 def test_config_endpoint_rejects_bad_patch(simulator: SimulatorHandle) -> None:
     """POST /_sim/config with a bad value is a 422 naming the key; the config is unchanged."""
-    response = httpx.post(simulator.url + "/_sim/config",
-                          json={"models": [{"name": "sim-openai", "rpm": -5}]})
+    response = httpx.post(
+        simulator.url + "/_sim/config", json={"models": [{"name": "sim-openai", "rpm": -5}]}
+    )
     assert response.status_code == 422 and "models.0.rpm" in response.json()["error"]["message"]
     assert post(simulator).status_code == 200
 
 
 def test_latency_is_simulated() -> None:
     """ttft_ms delays the answer."""
-    config = validate_config({"models": [{"name": "slow", "api": "openai", "context_window": 100,
-                                          "max_output_tokens": 10, "ttft_ms": 200}]}, source="test")
+    config = validate_config(
+        {
+            "models": [
+                {
+                    "name": "slow",
+                    "api": "openai",
+                    "context_window": 100,
+                    "max_output_tokens": 10,
+                    "ttft_ms": 200,
+                }
+            ]
+        },
+        source="test",
+    )
     with SimulatorServer(config) as server:
-        response = httpx.post(server.url + "/v1/chat/completions", headers=AUTH,
-                              json={**CHAT, "model": "slow"})
+        response = httpx.post(
+            server.url + "/v1/chat/completions", headers=AUTH, json={**CHAT, "model": "slow"}
+        )
     assert response.status_code == 200 and response.elapsed.total_seconds() >= 0.2
 
 

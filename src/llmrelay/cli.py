@@ -23,10 +23,26 @@ class Command:
 
 
 def _simulate_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8900, help="port to listen on; 0 picks a free one (default: %(default)s)")
-    parser.add_argument("--config", metavar="FILE", help="YAML file of models, limits, latency and faults (default: the shipped one)")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"], help="server log level (default: %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8900,
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file of models, limits, latency and faults (default: the shipped one)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="server log level (default: %(default)s)",
+    )
 
 
 def _usage_text(url: str, models: Sequence[tuple[str, str]]) -> str:
@@ -37,15 +53,20 @@ def _usage_text(url: str, models: Sequence[tuple[str, str]]) -> str:
     lines.append(
         f"  curl -s {url}/v1/chat/completions -H 'Authorization: Bearer sk-test' "
         "-H 'Content-Type: application/json' \\\n"
-        f"       -d '{{\"model\": \"{first.get('openai', 'MODEL')}\", "
-        "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"
+        f'       -d \'{{"model": "{first.get("openai", "MODEL")}", '
+        '"messages": [{"role": "user", "content": "Hello"}]}\''
     )
-    lines += ["", "or with the openai SDK:",
-              "  from openai import OpenAI",
-              f"  client = OpenAI(base_url=\"{url}/v1\", api_key=\"sk-test\")",
-              f"  client.chat.completions.create(model=\"{first.get('openai', 'MODEL')}\", "
-              "messages=[{\"role\": \"user\", \"content\": \"Hello\"}])",
-              "", f"Ledger of what was served: curl -s {url}/_sim/ledger", ""]
+    lines += [
+        "",
+        "or with the openai SDK:",
+        "  from openai import OpenAI",
+        f'  client = OpenAI(base_url="{url}/v1", api_key="sk-test")',
+        f'  client.chat.completions.create(model="{first.get("openai", "MODEL")}", '
+        'messages=[{"role": "user", "content": "Hello"}])',
+        "",
+        f"Ledger of what was served: curl -s {url}/_sim/ledger",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -121,9 +121,7 @@ class ContextWindowExceeded(ProviderError):
         deployment: str = "",
         status_code: int | None = None,
     ) -> None:
-        super().__init__(
-            message, provider=provider, deployment=deployment, status_code=status_code
-        )
+        super().__init__(message, provider=provider, deployment=deployment, status_code=status_code)
         self.required_tokens = required_tokens
         self.max_tokens = max_tokens
 

@@ -28,8 +28,12 @@ from llmrelay.simulator.server import SimulatorServer
 
 TEST_MODELS: list[dict[str, Any]] = [
     {"name": "sim-openai", "api": "openai", "context_window": 16000, "max_output_tokens": 4096},
-    {"name": "sim-anthropic", "api": "anthropic", "context_window": 16000,
-     "max_output_tokens": 4096},
+    {
+        "name": "sim-anthropic",
+        "api": "anthropic",
+        "context_window": 16000,
+        "max_output_tokens": 4096,
+    },
     {"name": "sim-gemini", "api": "gemini", "context_window": 16000, "max_output_tokens": 4096},
     {"name": "sim-ollama", "api": "ollama", "context_window": 16000, "max_output_tokens": 4096},
 ]
@@ -71,8 +75,13 @@ class SimulatorHandle:
     def usage(self, api_key: str, model: str) -> dict[str, Any]:
         """The ledger entry of one key and model (zeros if it saw no traffic)."""
         entry = self.ledger()["keys"].get(api_key, {}).get(model)
-        return entry or {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
-                         "refused": {}}
+        return entry or {
+            "requests": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "refused": {},
+        }
 
     def reset(self) -> None:
         """Forget usage and limits; restore the start-up config; reseed fault draws."""

@@ -78,8 +78,13 @@ _EXCEEDS = re.compile(r"exceed context limit: (\d+) \+ (\d+) > (\d+)")
 
 def _blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": message.tool_call_id or "",
-                 "content": message.text}]
+        return [
+            {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id or "",
+                "content": message.text,
+            }
+        ]
     blocks: list[dict[str, Any]] = []
     parts = [message.content] if isinstance(message.content, str) else message.content
     for part in parts:
@@ -88,14 +93,23 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
                 blocks.append({"type": "text", "text": part})
         elif isinstance(part, ImagePart):
             decoded = data_url(part.url)
-            source = ({"type": "base64", "media_type": decoded[0], "data": decoded[1]}
-                      if decoded else {"type": "url", "url": part.url})
+            source = (
+                {"type": "base64", "media_type": decoded[0], "data": decoded[1]}
+                if decoded
+                else {"type": "url", "url": part.url}
+            )
             blocks.append({"type": "image", "source": source})
         elif part.text:
             blocks.append({"type": "text", "text": part.text})
     for call in message.tool_calls or []:
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
-                       "input": json_arguments(call.arguments)})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": json_arguments(call.arguments),
+            }
+        )
     return blocks
 
 
@@ -125,12 +139,15 @@ def classify(status: int, err: dict[str, Any]) -> ProviderError:
     message = str(err.get("message") or f"HTTP {status}")
     if kind == "invalid_request_error":
         if match := _TOO_LONG.search(message):
-            return ContextWindowExceeded(message, required_tokens=int(match.group(1)),
-                                         max_tokens=int(match.group(2)))
+            return ContextWindowExceeded(
+                message, required_tokens=int(match.group(1)), max_tokens=int(match.group(2))
+            )
         if match := _EXCEEDS.search(message):
             return ContextWindowExceeded(
-                message, required_tokens=int(match.group(1)) + int(match.group(2)),
-                max_tokens=int(match.group(3)))
+                message,
+                required_tokens=int(match.group(1)) + int(match.group(2)),
+                max_tokens=int(match.group(3)),
+            )
         if "credit balance" in message.lower():
             return QuotaExhausted(message)
         if "content filtering" in message.lower():
@@ -172,20 +189,28 @@ class AnthropicProvider(HttpProvider):
         if request.user:
             body["metadata"] = {"user_id": request.user}
         if request.tools:
-            body["tools"] = [{"name": t.name, "description": t.description,
-                              "input_schema": t.parameters} for t in request.tools]
+            body["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
+            ]
         if (choice := request.tool_choice) is not None:
             body["tool_choice"] = (
                 {"type": {"required": "any"}.get(choice, choice)}
-                if choice in ("auto", "none", "required") else {"type": "tool", "name": choice}
+                if choice in ("auto", "none", "required")
+                else {"type": "tool", "name": choice}
             )
         fmt = request.response_format
         if fmt is not None and fmt.type == "json_schema":
-            body["output_config"] = {"format": {"type": "json_schema", "schema": fmt.json_schema or {}}}
+            body["output_config"] = {
+                "format": {"type": "json_schema", "schema": fmt.json_schema or {}}
+            }
         if request.stream:
             body["stream"] = True
-        headers = {"content-type": "application/json", "anthropic-version": API_VERSION,
-                   **self.deployment.headers}
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": API_VERSION,
+            **self.deployment.headers,
+        }
         if self.api_key:
             headers["x-api-key"] = self.api_key
         return WireRequest(url=f"{self.base_url}/v1/messages", headers=headers, body=_encode(body))
@@ -195,8 +220,11 @@ class AnthropicProvider(HttpProvider):
         if not isinstance(content, list):
             raise self.origin.error(MalformedResponse, "response has no content blocks")
         text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
-        calls = [ToolCall(id=b["id"], name=b["name"], arguments=_encode(b.get("input", {})).decode())
-                 for b in content if b.get("type") == "tool_use"]
+        calls = [
+            ToolCall(id=b["id"], name=b["name"], arguments=_encode(b.get("input", {})).decode())
+            for b in content
+            if b.get("type") == "tool_use"
+        ]
         return ChatResponse(
             content=text,
             tool_calls=calls,
@@ -213,7 +241,9 @@ class AnthropicProvider(HttpProvider):
             payload = None
         err = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(err, dict):
-            return error_for_status(status)(body.decode("utf-8", "replace")[:500] or f"HTTP {status}")
+            return error_for_status(status)(
+                body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+            )
         return classify(status, err)
 
     def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
@@ -251,8 +281,10 @@ class AnthropicStreamDecoder:
         if kind == "error" or frame.event == "error":
             err = data.get("error") if isinstance(data, dict) else None
             detail = classify(500, err) if isinstance(err, dict) else None
-            raise interrupted(self._origin, f"error inside the stream: "
-                              f"{detail.message if detail else frame.data[:200]!r}")
+            raise interrupted(
+                self._origin,
+                f"error inside the stream: {detail.message if detail else frame.data[:200]!r}",
+            )
         if kind == "message_start":
             message = data.get("message") or {}
             self._input = _usage(message.get("usage") or {})

@@ -30,7 +30,14 @@ from llmrelay.errors import (
     Timeout,
 )
 from llmrelay.providers.http import HttpClient, Origin, Timeouts, WireRequest
-from llmrelay.types import ChatRequest, ChatResponse, RateLimitInfo, StreamEnd, StreamEvent, StreamStart
+from llmrelay.types import (
+    ChatRequest,
+    ChatResponse,
+    RateLimitInfo,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+)
 
 Framing = Literal["sse", "ndjson"]
 _decode = msgspec.json.Decoder()
@@ -208,7 +215,8 @@ class HttpProvider(abc.ABC):
         forced = request.tool_choice not in (None, "auto", "none")
         if request.tools and forced and not self.SUPPORTS_FORCED_TOOL_CHOICE:
             raise self.origin.error(
-                BadRequest, f"{self.name} cannot force a tool call (tool_choice={request.tool_choice!r})"
+                BadRequest,
+                f"{self.name} cannot force a tool call (tool_choice={request.tool_choice!r})",
             )
         fmt = request.response_format
         if fmt is not None and fmt.type == "json_schema" and not self.SUPPORTS_JSON_SCHEMA:
@@ -261,7 +269,7 @@ class HttpProvider(abc.ABC):
 
 async def _sse(lines: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
     """Server-sent events: ``event:`` and ``data:`` fields, one event per blank line."""
-    event, data = "", []
+    event, data = "", list[bytes]()
     async for line in lines:
         if not line:
             if data:

@@ -52,7 +52,9 @@ _STATUS: dict[str, type[ProviderError]] = {
     "INVALID_ARGUMENT": BadRequest,
     "FAILED_PRECONDITION": BadRequest,
 }
-_TOKENS = re.compile(r"input token count \(?(\d+)\)? exceeds the maximum number of tokens allowed \(?(\d+)")
+_TOKENS = re.compile(
+    r"input token count \(?(\d+)\)? exceeds the maximum number of tokens allowed \(?(\d+)"
+)
 
 
 def _finish(reason: str | None, has_calls: bool) -> FinishReason:
@@ -75,8 +77,11 @@ def _parts(message: Message, call_names: dict[str, str]) -> list[dict[str, Any]]
                 parts.append({"text": item})
         elif isinstance(item, ImagePart):
             decoded = data_url(item.url)
-            parts.append({"inlineData": {"mimeType": decoded[0], "data": decoded[1]}} if decoded
-                         else {"fileData": {"fileUri": item.url}})
+            parts.append(
+                {"inlineData": {"mimeType": decoded[0], "data": decoded[1]}}
+                if decoded
+                else {"fileData": {"fileUri": item.url}}
+            )
         elif item.text:
             parts.append({"text": item.text})
     for call in message.tool_calls or []:
@@ -117,8 +122,9 @@ def classify(status: int, err: dict[str, Any]) -> ProviderError:
     if "API_KEY_INVALID" in reasons or "API key not valid" in message:
         return AuthenticationFailed(message)
     if match := _TOKENS.search(message):
-        return ContextWindowExceeded(message, required_tokens=int(match.group(1)),
-                                     max_tokens=int(match.group(2)))
+        return ContextWindowExceeded(
+            message, required_tokens=int(match.group(1)), max_tokens=int(match.group(2))
+        )
     if code == "UNAVAILABLE":
         return (Overloaded if "overloaded" in message.lower() else ProviderUnavailable)(message)
     if code == "RESOURCE_EXHAUSTED":
@@ -144,8 +150,12 @@ class GeminiProvider(HttpProvider):
         if (system := request.system_text()) is not None:
             body["systemInstruction"] = {"parts": [{"text": system}]}
         config: dict[str, Any] = {}
-        for key, field in (("max_tokens", "maxOutputTokens"), ("temperature", "temperature"),
-                           ("top_p", "topP"), ("stop", "stopSequences")):
+        for key, field in (
+            ("max_tokens", "maxOutputTokens"),
+            ("temperature", "temperature"),
+            ("top_p", "topP"),
+            ("stop", "stopSequences"),
+        ):
             if (value := getattr(request, key)) is not None:
                 config[field] = value
         fmt = request.response_format
@@ -156,9 +166,18 @@ class GeminiProvider(HttpProvider):
         if config:
             body["generationConfig"] = config
         if request.tools:
-            body["tools"] = [{"functionDeclarations": [
-                {"name": t.name, "description": t.description, "parametersJsonSchema": t.parameters}
-                for t in request.tools]}]
+            body["tools"] = [
+                {
+                    "functionDeclarations": [
+                        {
+                            "name": t.name,
+                            "description": t.description,
+                            "parametersJsonSchema": t.parameters,
+                        }
+                        for t in request.tools
+                    ]
+                }
+            ]
         if (choice := request.tool_choice) is not None:
             mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}.get(choice)
             calling: dict[str, Any] = {"mode": mode or "ANY"}
@@ -183,9 +202,13 @@ class GeminiProvider(HttpProvider):
         parts = (candidate.get("content") or {}).get("parts") or []
         text = "".join(p.get("text", "") for p in parts if "text" in p and not p.get("thought"))
         calls = [
-            ToolCall(id=p["functionCall"].get("id") or f"call_{i}", name=p["functionCall"]["name"],
-                     arguments=_encode(p["functionCall"].get("args") or {}).decode())
-            for i, p in enumerate(parts) if "functionCall" in p
+            ToolCall(
+                id=p["functionCall"].get("id") or f"call_{i}",
+                name=p["functionCall"]["name"],
+                arguments=_encode(p["functionCall"].get("args") or {}).decode(),
+            )
+            for i, p in enumerate(parts)
+            if "functionCall" in p
         ]
         return ChatResponse(
             content=text,
@@ -205,7 +228,9 @@ class GeminiProvider(HttpProvider):
             payload = payload[0]
         err = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(err, dict):
-            return error_for_status(status)(body.decode("utf-8", "replace")[:500] or f"HTTP {status}")
+            return error_for_status(status)(
+                body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+            )
         return classify(status, err)
 
     def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
@@ -234,16 +259,22 @@ class GeminiStreamDecoder:
         events: list[StreamEvent] = []
         if not self._started:
             self._started = True
-            events.append(StreamStart(id=chunk.get("responseId", ""),
-                                      model=chunk.get("modelVersion", "")))
+            events.append(
+                StreamStart(id=chunk.get("responseId", ""), model=chunk.get("modelVersion", ""))
+            )
         self._usage = _usage(chunk.get("usageMetadata")) or self._usage
         for candidate in chunk.get("candidates") or []:
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if "functionCall" in part:
                     call = part["functionCall"]
-                    events.append(ToolCallDelta(
-                        index=self._calls, id=call.get("id") or f"call_{self._calls}",
-                        name=call.get("name"), arguments=_encode(call.get("args") or {}).decode()))
+                    events.append(
+                        ToolCallDelta(
+                            index=self._calls,
+                            id=call.get("id") or f"call_{self._calls}",
+                            name=call.get("name"),
+                            arguments=_encode(call.get("args") or {}).decode(),
+                        )
+                    )
                     self._calls += 1
                 elif part.get("text") and not part.get("thought"):
                     events.append(TextDelta(part["text"]))

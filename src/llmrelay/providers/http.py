@@ -67,9 +67,13 @@ class HttpResponse:
             async with asyncio.timeout(self._idle):
                 return await self._raw.read()
         except TimeoutError:
-            raise self._origin.error(Timeout, f"no data for {self._idle}s reading the response") from None
+            raise self._origin.error(
+                Timeout, f"no data for {self._idle}s reading the response"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise self._origin.error(ProviderUnavailable, f"connection lost reading the response: {exc}") from exc
+            raise self._origin.error(
+                ProviderUnavailable, f"connection lost reading the response: {exc}"
+            ) from exc
 
     async def lines(self) -> AsyncIterator[bytes]:
         """Body lines without their line ending; failures map to the taxonomy."""
@@ -79,11 +83,13 @@ class HttpResponse:
                 async with asyncio.timeout(self._idle):
                     line = await content.readline()
             except TimeoutError:
-                cls = StreamInterrupted if self.started else Timeout
-                raise self._origin.error(cls, f"stream idle for more than {self._idle}s") from None
+                idle: type[ProviderError] = StreamInterrupted if self.started else Timeout
+                raise self._origin.error(idle, f"stream idle for more than {self._idle}s") from None
             except aiohttp.ClientError as exc:
-                cls = StreamInterrupted if self.started else ProviderUnavailable
-                raise self._origin.error(cls, f"connection lost during the stream: {exc}") from exc
+                lost: type[ProviderError] = (
+                    StreamInterrupted if self.started else ProviderUnavailable
+                )
+                raise self._origin.error(lost, f"connection lost during the stream: {exc}") from exc
             if not line:
                 return
             self.started = True

@@ -14,7 +14,14 @@ from llmrelay.errors import (
     Overloaded,
     ProviderError,
 )
-from llmrelay.providers.base import Framing, HttpProvider, SseEvent, error_for_status, interrupted, loads
+from llmrelay.providers.base import (
+    Framing,
+    HttpProvider,
+    SseEvent,
+    error_for_status,
+    interrupted,
+    loads,
+)
 from llmrelay.providers.http import Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
 from llmrelay.types import (
@@ -38,12 +45,16 @@ _encode = msgspec.json.Encoder().encode
 def _message(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.text}
     if not isinstance(message.content, str):
-        images = [d[1] for p in message.content if isinstance(p, ImagePart) and (d := data_url(p.url))]
+        images = [
+            d[1] for p in message.content if isinstance(p, ImagePart) and (d := data_url(p.url))
+        ]
         if images:
             out["images"] = images
     if message.tool_calls:
-        out["tool_calls"] = [{"function": {"name": c.name, "arguments": json_arguments(c.arguments)}}
-                             for c in message.tool_calls]
+        out["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": json_arguments(c.arguments)}}
+            for c in message.tool_calls
+        ]
     if message.role == "tool" and message.name:
         out["tool_name"] = message.name
     return out
@@ -51,15 +62,19 @@ def _message(message: Message) -> dict[str, Any]:
 
 def _calls(message: dict[str, Any], first: int = 0) -> list[ToolCall]:
     return [
-        ToolCall(id=c.get("id") or f"call_{first + i}", name=c["function"]["name"],
-                 arguments=_encode(c["function"].get("arguments") or {}).decode())
+        ToolCall(
+            id=c.get("id") or f"call_{first + i}",
+            name=c["function"]["name"],
+            arguments=_encode(c["function"].get("arguments") or {}).decode(),
+        )
         for i, c in enumerate(message.get("tool_calls") or [])
     ]
 
 
 def _usage(body: dict[str, Any]) -> Usage:
-    return Usage(input_tokens=body.get("prompt_eval_count") or 0,
-                 output_tokens=body.get("eval_count") or 0)
+    return Usage(
+        input_tokens=body.get("prompt_eval_count") or 0, output_tokens=body.get("eval_count") or 0
+    )
 
 
 def classify(status: int, message: str) -> ProviderError:
@@ -87,19 +102,34 @@ class OllamaProvider(HttpProvider):
         messages = [_message(m) for m in request.chat_messages()]
         if (system := request.system_text()) is not None:
             messages.insert(0, {"role": "system", "content": system})
-        body: dict[str, Any] = {"model": self.deployment.model, "messages": messages,
-                                "stream": request.stream}
+        body: dict[str, Any] = {
+            "model": self.deployment.model,
+            "messages": messages,
+            "stream": request.stream,
+        }
         options: dict[str, Any] = {}
-        for key, field in (("temperature", "temperature"), ("top_p", "top_p"),
-                           ("max_tokens", "num_predict"), ("stop", "stop")):
+        for key, field in (
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("max_tokens", "num_predict"),
+            ("stop", "stop"),
+        ):
             if (value := getattr(request, key)) is not None:
                 options[field] = value
         if options:
             body["options"] = options
         if request.tools and request.tool_choice != "none":
-            body["tools"] = [{"type": "function", "function": {
-                "name": t.name, "description": t.description, "parameters": t.parameters}}
-                for t in request.tools]
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
         fmt = request.response_format
         if fmt is not None and fmt.type == "json_object":
             body["format"] = "json"
@@ -159,13 +189,17 @@ class OllamaStreamDecoder:
         if content := message.get("content"):
             events.append(TextDelta(content))
         for call in _calls(message, self._calls):
-            events.append(ToolCallDelta(index=self._calls, id=call.id, name=call.name,
-                                        arguments=call.arguments))
+            events.append(
+                ToolCallDelta(
+                    index=self._calls, id=call.id, name=call.name, arguments=call.arguments
+                )
+            )
             self._calls += 1
         if chunk.get("done"):
             reason: FinishReason = "length" if chunk.get("done_reason") == "length" else "stop"
-            self._end = StreamEnd(finish_reason="tool_calls" if self._calls else reason,
-                                  usage=_usage(chunk))
+            self._end = StreamEnd(
+                finish_reason="tool_calls" if self._calls else reason, usage=_usage(chunk)
+            )
         return events
 
     def close(self) -> StreamEnd:

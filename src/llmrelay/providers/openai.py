@@ -53,7 +53,9 @@ _FINISH: dict[str, FinishReason] = {
 }
 _CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+)")
 _CONTEXT_ASKED = re.compile(r"(?:resulted in|requested) (\d+) tokens")
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
+_DURATION = re.compile(
+    r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
+)
 
 
 def parse_duration(value: str | None) -> float | None:
@@ -126,27 +128,39 @@ class OpenAIProvider(HttpProvider):
                 body[key] = value
         if request.tools:
             body["tools"] = [
-                {"type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.parameters}}
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
                 for t in request.tools
             ]
         if (choice := request.tool_choice) is not None:
             body["tool_choice"] = (
-                choice if choice in ("auto", "none", "required")
+                choice
+                if choice in ("auto", "none", "required")
                 else {"type": "function", "function": {"name": choice}}
             )
         if (fmt := request.response_format) is not None and fmt.type != "text":
             body["response_format"] = {"type": fmt.type}
             if fmt.type == "json_schema":
                 body["response_format"]["json_schema"] = {
-                    "name": fmt.name, "schema": fmt.json_schema or {}, "strict": fmt.strict}
+                    "name": fmt.name,
+                    "schema": fmt.json_schema or {},
+                    "strict": fmt.strict,
+                }
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         headers = {"content-type": "application/json", **self.deployment.headers}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        return WireRequest(url=f"{self.base_url}/chat/completions", headers=headers, body=_encode(body))
+        return WireRequest(
+            url=f"{self.base_url}/chat/completions", headers=headers, body=_encode(body)
+        )
 
     def decode(self, body: Any) -> ChatResponse:
         try:
@@ -155,8 +169,11 @@ class OpenAIProvider(HttpProvider):
         except (KeyError, IndexError, TypeError):
             raise self.origin.error(MalformedResponse, "response has no choices") from None
         calls = [
-            ToolCall(id=c.get("id") or f"call_{i}", name=c["function"]["name"],
-                     arguments=c["function"].get("arguments") or "{}")
+            ToolCall(
+                id=c.get("id") or f"call_{i}",
+                name=c["function"]["name"],
+                arguments=c["function"].get("arguments") or "{}",
+            )
             for i, c in enumerate(message.get("tool_calls") or [])
         ]
         finish = _FINISH.get(choice.get("finish_reason") or "stop", "stop")
@@ -247,9 +264,14 @@ class OpenAIStreamDecoder:
                 events.append(TextDelta(content))
             for call in delta.get("tool_calls") or []:
                 fn = call.get("function") or {}
-                events.append(ToolCallDelta(
-                    index=call.get("index", 0), id=call.get("id"), name=fn.get("name"),
-                    arguments=fn.get("arguments") or ""))
+                events.append(
+                    ToolCallDelta(
+                        index=call.get("index", 0),
+                        id=call.get("id"),
+                        name=fn.get("name"),
+                        arguments=fn.get("arguments") or "",
+                    )
+                )
             if reason := choice.get("finish_reason"):
                 self._finish = _FINISH.get(reason, "stop")
         return events

@@ -45,8 +45,13 @@ class ProviderRegistry:
 def default_registry() -> ProviderRegistry:
     """A new registry holding the built-in adapters; callers may register more."""
     registry = ProviderRegistry()
-    for cls in (OpenAIProvider, OpenAICompatibleProvider, AnthropicProvider, GeminiProvider,
-                OllamaProvider):
+    for cls in (
+        OpenAIProvider,
+        OpenAICompatibleProvider,
+        AnthropicProvider,
+        GeminiProvider,
+        OllamaProvider,
+    ):
         registry.register(cls.name, cls)
     for alias in ("vllm", "lmstudio", "llamacpp"):
         registry.register(alias, OpenAICompatibleProvider)

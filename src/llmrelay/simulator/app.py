@@ -83,7 +83,7 @@ class _Call:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def start(self, status: int, content_type: str, headers: Headers = ()) -> None:  # type: ignore[assignment]  # an empty tuple is a fine default list of headers
+    async def start(self, status: int, content_type: str, headers: Headers = ()) -> None:
         raw = [(b"content-type", content_type.encode())]
         raw += [(k.encode(), v.encode()) for k, v in headers]
         await self.send({"type": "http.response.start", "status": status, "headers": raw})
@@ -91,9 +91,11 @@ class _Call:
     async def chunk(self, data: bytes, more: bool = True) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
-    async def respond(self, status: int, body: Any, headers: Headers = ()) -> None:  # type: ignore[assignment]  # see start()
+    async def respond(self, status: int, body: Any, headers: Headers = ()) -> None:
         payload = body if isinstance(body, bytes) else _encode(body)
-        await self.start(status, "application/json", [*headers, ("content-length", str(len(payload)))])
+        await self.start(
+            status, "application/json", [*headers, ("content-length", str(len(payload)))]
+        )
         await self.chunk(payload, more=False)
 
 
@@ -109,7 +111,12 @@ class Simulator:
         self.ledger = Ledger()
         self._rng = random.Random(config.seed)
         self._next_id = 0
-        openai, anthropic, gemini, ollama = OpenAIWire(), AnthropicWire(), GeminiWire(), OllamaWire()
+        openai, anthropic, gemini, ollama = (
+            OpenAIWire(),
+            AnthropicWire(),
+            GeminiWire(),
+            OllamaWire(),
+        )
         chat = self._chat
         gemini_model = r"/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<method>\w+)"
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
@@ -215,7 +222,12 @@ class Simulator:
         return None
 
     async def _fail(
-        self, wire: WireApi, call: _Call, kind: ErrorKind, ctx: ErrorContext, headers: Headers = ()  # type: ignore[assignment]  # see _Call.start
+        self,
+        wire: WireApi,
+        call: _Call,
+        kind: ErrorKind,
+        ctx: ErrorContext,
+        headers: Headers = (),
     ) -> None:
         error = wire.error(kind, ctx)
         await call.respond(error.status, error.body, [*headers, *error.headers])
@@ -287,11 +299,13 @@ class Simulator:
             if fault is not None:
                 self.ledger.refused(key, model, f"fault:{fault}")
         else:
-            await self._sleep(spec.ttft_ms / 1000 + self._generation_time(spec, reply.output_tokens))
+            await self._sleep(
+                spec.ttft_ms / 1000 + self._generation_time(spec, reply.output_tokens)
+            )
             body = wire.render(request, reply, self._response_id("msg_sim_"))
             await call.respond(200, body, limit_headers)
             delivered = reply.output_tokens
-        cost = (input_tokens * spec.input_price_per_mtok + delivered * spec.output_price_per_mtok)
+        cost = input_tokens * spec.input_price_per_mtok + delivered * spec.output_price_per_mtok
         self.ledger.served(key, model, input_tokens, delivered, cost / 1_000_000)
 
     async def _inject(
@@ -312,7 +326,9 @@ class Simulator:
             await call.start(200, wire.stream_content_type, headers)
             await call.chunk(b'data: {"id": "broken", "choices": [{"delta": \n\n', more=False)
         elif fault == "malformed":
-            await call.respond(200, b'{"id": "broken", "choices": [{"message": {"content": "', headers)
+            await call.respond(
+                200, b'{"id": "broken", "choices": [{"message": {"content": "', headers
+            )
         else:  # disconnect
             await call.start(200, "application/json", headers)
             raise DroppedConnection(f"fault injected: {fault}")

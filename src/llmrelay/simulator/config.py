@@ -29,7 +29,6 @@ FaultKind = Literal[
     "malformed",
     "stream_cut",
 ]
-FAULT_KINDS: tuple[FaultKind, ...] = FaultKind.__args__  # type: ignore[attr-defined]  # Literal exposes its values here
 
 
 class _Strict(BaseModel):

@@ -58,7 +58,6 @@ class SimulatorServer:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         self._server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
-        self._server.install_signal_handlers = lambda: None  # the main thread owns signals
         self._thread = threading.Thread(target=self._run, name="llmrelay-simulator", daemon=True)
 
     @property

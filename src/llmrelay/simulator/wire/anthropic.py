@@ -86,11 +86,14 @@ class AnthropicWire:
         names: dict[str, str] = {}
         messages = [m for i, raw in enumerate(raw_messages) for m in _message(i, raw, names)]
         system = text_of(body.get("system"))
-        tools = [SimTool(name=t["name"], schema=t.get("input_schema") or {})
-                 for t in body.get("tools") or []]
+        tools = [
+            SimTool(name=t["name"], schema=t.get("input_schema") or {})
+            for t in body.get("tools") or []
+        ]
         choice = body.get("tool_choice") or {"type": "auto"}
         choice_name = {"auto": "auto", "any": "required", "none": "none"}.get(
-            choice.get("type", "auto"), choice.get("name", "auto"))
+            choice.get("type", "auto"), choice.get("name", "auto")
+        )
         fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
         extra = system + (_json.encode(body["tools"]).decode() if body.get("tools") else "")
         return SimRequest(
@@ -125,11 +128,14 @@ class AnthropicWire:
                 )
             return HttpError(400, _error("invalid_request_error", message))
         if kind is ErrorKind.MAX_TOKENS:
-            return HttpError(400, _error(
-                "invalid_request_error",
-                f"max_tokens: {ctx.max_tokens} > {ctx.limit}, which is the maximum allowed "
-                f"number of output tokens for {ctx.model}",
-            ))
+            return HttpError(
+                400,
+                _error(
+                    "invalid_request_error",
+                    f"max_tokens: {ctx.max_tokens} > {ctx.limit}, which is the maximum allowed "
+                    f"number of output tokens for {ctx.model}",
+                ),
+            )
         if kind is ErrorKind.RATE_LIMIT:
             refusal = ctx.refusal
             wait = refusal.retry_after_s if refusal else 1.0
@@ -176,8 +182,15 @@ class AnthropicWire:
     @staticmethod
     def _blocks(reply: Reply) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
-        blocks += [{"type": "tool_use", "id": c.id.replace("call_", "toolu_"), "name": c.name,
-                    "input": c.arguments} for c in reply.tool_calls]
+        blocks += [
+            {
+                "type": "tool_use",
+                "id": c.id.replace("call_", "toolu_"),
+                "name": c.name,
+                "input": c.arguments,
+            }
+            for c in reply.tool_calls
+        ]
         return blocks
 
     def render(self, request: SimRequest, reply: Reply, response_id: str) -> Any:
@@ -196,11 +209,22 @@ class AnthropicWire:
         return _AnthropicStream(self, request, reply, response_id)
 
     def models(self, specs: list[ModelSpec]) -> Any:
-        data = [{"type": "model", "id": s.name, "display_name": s.name,
-                 "created_at": "2025-01-01T00:00:00Z"} for s in specs if s.api == "anthropic"]
-        return {"data": data, "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None}
+        data = [
+            {
+                "type": "model",
+                "id": s.name,
+                "display_name": s.name,
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+            for s in specs
+            if s.api == "anthropic"
+        ]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
 
 
 def _event(name: str, data: Any) -> bytes:
@@ -213,23 +237,40 @@ class _AnthropicStream:
         self._text_open = False
 
     def opening(self) -> bytes:
-        message = {
-            "id": self._id, "type": "message", "role": "assistant", "model": self._request.model,
-            "content": [], "stop_reason": None, "stop_sequence": None,
+        message: dict[str, Any] = {
+            "id": self._id,
+            "type": "message",
+            "role": "assistant",
+            "model": self._request.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
             "usage": AnthropicWire._usage(self._reply, 1),
         }
         return _event("message_start", {"type": "message_start", "message": message}) + _event(
-            "ping", {"type": "ping"})
+            "ping", {"type": "ping"}
+        )
 
     def text(self, piece: str) -> bytes:
         out = b""
         if not self._text_open:
             self._text_open = True
-            out = _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                 "content_block": {"type": "text", "text": ""}})
-        return out + _event("content_block_delta", {
-            "type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": piece}})
+            out = _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+        return out + _event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            },
+        )
 
     def closing(self) -> bytes:
         out = b""
@@ -241,19 +282,34 @@ class _AnthropicStream:
             if block["type"] != "tool_use":
                 continue
             start = {**block, "input": {}}
-            out += _event("content_block_start", {"type": "content_block_start", "index": index,
-                                                  "content_block": start})
-            out += _event("content_block_delta", {
-                "type": "content_block_delta", "index": index,
-                "delta": {"type": "input_json_delta",
-                          "partial_json": _json.encode(block["input"]).decode()}})
+            out += _event(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": start},
+            )
+            out += _event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {
+                        "type": "input_json_delta",
+                        "partial_json": _json.encode(block["input"]).decode(),
+                    },
+                },
+            )
             out += _event("content_block_stop", {"type": "content_block_stop", "index": index})
             index += 1
-        out += _event("message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": _STOP_REASONS[self._reply.finish_reason],
-                      "stop_sequence": None},
-            "usage": {"output_tokens": self._reply.output_tokens}})
+        out += _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": _STOP_REASONS[self._reply.finish_reason],
+                    "stop_sequence": None,
+                },
+                "usage": {"output_tokens": self._reply.output_tokens},
+            },
+        )
         return out + _event("message_stop", {"type": "message_stop"})
 
     def error(self) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -10,7 +11,7 @@ from llmrelay.simulator.config import Api, ModelSpec
 from llmrelay.simulator.engine import Reply, SimRequest
 from llmrelay.simulator.state import Refusal, Window
 
-Headers = list[tuple[str, str]]
+Headers = Sequence[tuple[str, str]]
 
 
 class ErrorKind(enum.Enum):
@@ -98,9 +99,7 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict)
-        )
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     raise BadInput(f"content must be a string or a list of parts, not {type(content).__name__}")
 
 

@@ -22,6 +22,7 @@ _json = msgspec.json.Encoder()
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 _METHODS = ("generateContent", "streamGenerateContent")
 _GOOGLE_RPC = "type.googleapis.com/google.rpc."
+_QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_"
 
 
 def _error(code: int, status: str, message: str, details: list[Any] | None = None) -> HttpError:
@@ -55,7 +56,9 @@ def _message(index: int, content: Any) -> SimMessage:
         if response is not None:
             text = _json.encode(response.get("response", {})).decode()
             return SimMessage(role="tool", text=text, tool_name=response.get("name"))
-    return SimMessage(role="assistant" if role == "model" else "user", text=_parts_text(parts, where))
+    return SimMessage(
+        role="assistant" if role == "model" else "user", text=_parts_text(parts, where)
+    )
 
 
 class GeminiWire:
@@ -81,11 +84,16 @@ class GeminiWire:
         config = body.get("generationConfig") or body.get("generation_config") or {}
         max_tokens = config.get("maxOutputTokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise BadInput("* GenerateContentRequest.generation_config.max_output_tokens: "
-                           "must be a positive integer")
+            raise BadInput(
+                "* GenerateContentRequest.generation_config.max_output_tokens: "
+                "must be a positive integer"
+            )
         tools = [
-            SimTool(name=d["name"], schema=d.get("parametersJsonSchema") or d.get("parameters") or {})
-            for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []
+            SimTool(
+                name=d["name"], schema=d.get("parametersJsonSchema") or d.get("parameters") or {}
+            )
+            for t in body.get("tools") or []
+            for d in t.get("functionDeclarations") or []
         ]
         calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
         mode = calling.get("mode", "AUTO")
@@ -111,52 +119,86 @@ class GeminiWire:
 
     def error(self, kind: ErrorKind, ctx: ErrorContext) -> HttpError:
         if kind is ErrorKind.AUTH_MISSING:
-            return _error(403, "PERMISSION_DENIED",
-                          "Method doesn't allow unregistered callers (callers without "
-                          "established identity). Please use API Key or other form of API "
-                          "consumer identity to call this API.")
+            return _error(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without "
+                "established identity). Please use API Key or other form of API "
+                "consumer identity to call this API.",
+            )
         if kind is ErrorKind.AUTH_INVALID:
-            return _error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
-                          [{"@type": _GOOGLE_RPC + "ErrorInfo", "reason": "API_KEY_INVALID",
-                            "domain": "googleapis.com"}])
+            return _error(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": _GOOGLE_RPC + "ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                    }
+                ],
+            )
         if kind is ErrorKind.NOT_FOUND:
-            return _error(404, "NOT_FOUND",
-                          f"models/{ctx.model} is not found for API version v1beta, or is not "
-                          "supported for generateContent. Call ListModels to see the list of "
-                          "available models and their supported methods.")
+            return _error(
+                404,
+                "NOT_FOUND",
+                f"models/{ctx.model} is not found for API version v1beta, or is not "
+                "supported for generateContent. Call ListModels to see the list of "
+                "available models and their supported methods.",
+            )
         if kind is ErrorKind.BAD_REQUEST:
             return _error(400, "INVALID_ARGUMENT", ctx.message)
         if kind is ErrorKind.CONTEXT:
-            return _error(400, "INVALID_ARGUMENT",
-                          f"The input token count ({ctx.input_tokens + ctx.max_tokens}) exceeds "
-                          f"the maximum number of tokens allowed ({ctx.limit}).")
+            return _error(
+                400,
+                "INVALID_ARGUMENT",
+                f"The input token count ({ctx.input_tokens + ctx.max_tokens}) exceeds "
+                f"the maximum number of tokens allowed ({ctx.limit}).",
+            )
         if kind is ErrorKind.MAX_TOKENS:
-            return _error(400, "INVALID_ARGUMENT",
-                          f"Unable to submit request because it has a maxOutputTokens value of "
-                          f"{ctx.max_tokens} but the supported range is from 1 (inclusive) to "
-                          f"{ctx.limit + 1} (exclusive). Update the value and try again.")
+            return _error(
+                400,
+                "INVALID_ARGUMENT",
+                f"Unable to submit request because it has a maxOutputTokens value of "
+                f"{ctx.max_tokens} but the supported range is from 1 (inclusive) to "
+                f"{ctx.limit + 1} (exclusive). Update the value and try again.",
+            )
         if kind is ErrorKind.RATE_LIMIT:
             refusal = ctx.refusal
             wait = refusal.retry_after_s if refusal else 1.0
             metric = "input_token_count" if refusal and refusal.kind == "tokens" else "requests"
             details = [
-                {"@type": _GOOGLE_RPC + "QuotaFailure", "violations": [{
-                    "quotaMetric": f"generativelanguage.googleapis.com/generate_content_{metric}",
-                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
-                    "quotaDimensions": {"location": "global", "model": ctx.model},
-                    "quotaValue": str(refusal.limit if refusal else 0)}]},
+                {
+                    "@type": _GOOGLE_RPC + "QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": _QUOTA_METRIC + metric,
+                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                            "quotaDimensions": {"location": "global", "model": ctx.model},
+                            "quotaValue": str(refusal.limit if refusal else 0),
+                        }
+                    ],
+                },
                 {"@type": _GOOGLE_RPC + "RetryInfo", "retryDelay": f"{max(wait, 0.001):.3f}s"},
             ]
-            return _error(429, "RESOURCE_EXHAUSTED",
-                          "You exceeded your current quota, please check your plan and billing "
-                          f"details. Please retry in {wait:.3f}s.", details)
+            return _error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "You exceeded your current quota, please check your plan and billing "
+                f"details. Please retry in {wait:.3f}s.",
+                details,
+            )
         if kind is ErrorKind.OVERLOADED:
             return _error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
         if kind is ErrorKind.UNAVAILABLE:
             return _error(503, "UNAVAILABLE", "The service is currently unavailable.")
-        return _error(500, "INTERNAL",
-                      "An internal error has occurred. Please retry or report in "
-                      "https://developers.generativeai.google/guide/troubleshooting")
+        return _error(
+            500,
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in "
+            "https://developers.generativeai.google/guide/troubleshooting",
+        )
 
     def limit_headers(self, window: Window) -> Headers:
         return []  # the Gemini API reports limits only in 429 bodies
@@ -171,13 +213,18 @@ class GeminiWire:
         }
 
     @staticmethod
-    def _chunk(request: SimRequest, rid: str, parts: list[Any], usage: Any,
-               finish: str | None = None) -> dict[str, Any]:
+    def _chunk(
+        request: SimRequest, rid: str, parts: list[Any], usage: Any, finish: str | None = None
+    ) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
-        return {"candidates": [candidate], "usageMetadata": usage,
-                "modelVersion": request.model, "responseId": rid}
+        return {
+            "candidates": [candidate],
+            "usageMetadata": usage,
+            "modelVersion": request.model,
+            "responseId": rid,
+        }
 
     @staticmethod
     def _parts(reply: Reply) -> list[Any]:
@@ -186,25 +233,41 @@ class GeminiWire:
         return parts
 
     def render(self, request: SimRequest, reply: Reply, response_id: str) -> Any:
-        return self._chunk(request, response_id, self._parts(reply) or [{"text": ""}],
-                           self._usage(reply, reply.output_tokens), _FINISH[reply.finish_reason])
+        return self._chunk(
+            request,
+            response_id,
+            self._parts(reply) or [{"text": ""}],
+            self._usage(reply, reply.output_tokens),
+            _FINISH[reply.finish_reason],
+        )
 
     def stream(self, request: SimRequest, reply: Reply, response_id: str) -> _GeminiStream:
         return _GeminiStream(request, reply, response_id)
 
     def models(self, specs: list[ModelSpec]) -> Any:
-        return {"models": [
-            {"name": f"models/{s.name}", "displayName": s.name, "version": "001",
-             "inputTokenLimit": s.context_window, "outputTokenLimit": s.max_output_tokens,
-             "supportedGenerationMethods": list(_METHODS)}
-            for s in specs if s.api == "gemini"]}
+        return {
+            "models": [
+                {
+                    "name": f"models/{s.name}",
+                    "displayName": s.name,
+                    "version": "001",
+                    "inputTokenLimit": s.context_window,
+                    "outputTokenLimit": s.max_output_tokens,
+                    "supportedGenerationMethods": list(_METHODS),
+                }
+                for s in specs
+                if s.api == "gemini"
+            ]
+        }
 
 
 def _lower_types(schema: Any) -> Any:
     """Gemini's OpenAPI-style schemas spell types in capitals (``STRING``)."""
     if isinstance(schema, dict):
-        return {k: (v.lower() if k == "type" and isinstance(v, str) else _lower_types(v))
-                for k, v in schema.items()}
+        return {
+            k: (v.lower() if k == "type" and isinstance(v, str) else _lower_types(v))
+            for k, v in schema.items()
+        }
     if isinstance(schema, list):
         return [_lower_types(v) for v in schema]
     return schema
@@ -228,12 +291,27 @@ class _GeminiStream:
         return _sse(GeminiWire._chunk(self._request, self._id, [{"text": piece}], usage))
 
     def closing(self) -> bytes:
-        calls = [{"functionCall": {"name": c.name, "args": c.arguments}}
-                 for c in self._reply.tool_calls]
+        calls = [
+            {"functionCall": {"name": c.name, "args": c.arguments}} for c in self._reply.tool_calls
+        ]
         usage = GeminiWire._usage(self._reply, self._reply.output_tokens)
-        return _sse(GeminiWire._chunk(self._request, self._id, calls or [{"text": ""}], usage,
-                                      _FINISH[self._reply.finish_reason]))
+        return _sse(
+            GeminiWire._chunk(
+                self._request,
+                self._id,
+                calls or [{"text": ""}],
+                usage,
+                _FINISH[self._reply.finish_reason],
+            )
+        )
 
     def error(self) -> bytes:
-        return _sse({"error": {"code": 500, "message": "An internal error has occurred.",
-                               "status": "INTERNAL"}})
+        return _sse(
+            {
+                "error": {
+                    "code": 500,
+                    "message": "An internal error has occurred.",
+                    "status": "INTERNAL",
+                }
+            }
+        )

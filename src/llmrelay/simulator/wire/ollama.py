@@ -69,8 +69,10 @@ class OllamaWire:
             messages=messages,
             max_tokens=num_predict if isinstance(num_predict, int) and num_predict > 0 else None,
             stream=body.get("stream", True) is not False,
-            tools=[SimTool(name=t["function"]["name"], schema=t["function"].get("parameters") or {})
-                   for t in body.get("tools") or []],
+            tools=[
+                SimTool(name=t["function"]["name"], schema=t["function"].get("parameters") or {})
+                for t in body.get("tools") or []
+            ],
             json_schema=fmt if isinstance(fmt, dict) else None,
             json_mode=fmt == "json",
             stop=list(options.get("stop") or []),
@@ -81,22 +83,33 @@ class OllamaWire:
         if kind in (ErrorKind.AUTH_MISSING, ErrorKind.AUTH_INVALID):
             return HttpError(401, {"error": "unauthorized"})
         if kind is ErrorKind.NOT_FOUND:
-            return HttpError(404, {"error": f"model \"{ctx.model}\" not found, try pulling it first"})
+            return HttpError(404, {"error": f'model "{ctx.model}" not found, try pulling it first'})
         if kind is ErrorKind.BAD_REQUEST:
             return HttpError(400, {"error": ctx.message})
         if kind is ErrorKind.CONTEXT:
-            return HttpError(400, {"error": f"the input length exceeds the context length "
-                                            f"({ctx.input_tokens + ctx.max_tokens} > {ctx.limit})"})
+            return HttpError(
+                400,
+                {
+                    "error": f"the input length exceeds the context length "
+                    f"({ctx.input_tokens + ctx.max_tokens} > {ctx.limit})"
+                },
+            )
         if kind is ErrorKind.MAX_TOKENS:
-            return HttpError(400, {"error": f"num_predict {ctx.max_tokens} exceeds the model's "
-                                            f"limit of {ctx.limit}"})
+            return HttpError(
+                400,
+                {"error": f"num_predict {ctx.max_tokens} exceeds the model's limit of {ctx.limit}"},
+            )
         if kind is ErrorKind.RATE_LIMIT:
             wait = ctx.refusal.retry_after_s if ctx.refusal else 1.0
-            return HttpError(429, {"error": "rate limit exceeded"},
-                             [("retry-after", str(max(1, math.ceil(wait))))])
+            return HttpError(
+                429,
+                {"error": "rate limit exceeded"},
+                [("retry-after", str(max(1, math.ceil(wait))))],
+            )
         if kind is ErrorKind.OVERLOADED:
-            return HttpError(503, {"error": "server busy, please try again. maximum pending "
-                                            "requests exceeded"})
+            return HttpError(
+                503, {"error": "server busy, please try again. maximum pending requests exceeded"}
+            )
         if kind is ErrorKind.UNAVAILABLE:
             return HttpError(503, {"error": "service unavailable"})
         return HttpError(500, {"error": "llama runner process has terminated: exit status 2"})
@@ -108,14 +121,21 @@ class OllamaWire:
     def _final(request: SimRequest, reply: Reply, content: str, with_calls: bool) -> Any:
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if with_calls and reply.tool_calls:
-            message["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}}
-                                     for c in reply.tool_calls]
+            message["tool_calls"] = [
+                {"function": {"name": c.name, "arguments": c.arguments}} for c in reply.tool_calls
+            ]
         return {
-            "model": request.model, "created_at": _now(), "message": message, "done": True,
+            "model": request.model,
+            "created_at": _now(),
+            "message": message,
+            "done": True,
             "done_reason": "length" if reply.finish_reason == "length" else "stop",
-            "total_duration": 0, "load_duration": 0,
-            "prompt_eval_count": reply.input_tokens, "prompt_eval_duration": 0,
-            "eval_count": reply.output_tokens, "eval_duration": 0,
+            "total_duration": 0,
+            "load_duration": 0,
+            "prompt_eval_count": reply.input_tokens,
+            "prompt_eval_duration": 0,
+            "eval_count": reply.output_tokens,
+            "eval_duration": 0,
         }
 
     def render(self, request: SimRequest, reply: Reply, response_id: str) -> Any:
@@ -125,9 +145,20 @@ class OllamaWire:
         return _OllamaStream(request, reply)
 
     def models(self, specs: list[ModelSpec]) -> Any:
-        return {"models": [{"name": s.name, "model": s.name, "modified_at": _now(), "size": 0,
-                            "digest": "", "details": {"format": "gguf"}}
-                           for s in specs if s.api == "ollama"]}
+        return {
+            "models": [
+                {
+                    "name": s.name,
+                    "model": s.name,
+                    "modified_at": _now(),
+                    "size": 0,
+                    "digest": "",
+                    "details": {"format": "gguf"},
+                }
+                for s in specs
+                if s.api == "ollama"
+            ]
+        }
 
 
 class _OllamaStream:
@@ -138,16 +169,30 @@ class _OllamaStream:
         return b""
 
     def text(self, piece: str) -> bytes:
-        return _line({"model": self._request.model, "created_at": _now(),
-                      "message": {"role": "assistant", "content": piece}, "done": False})
+        return _line(
+            {
+                "model": self._request.model,
+                "created_at": _now(),
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
+            }
+        )
 
     def closing(self) -> bytes:
         out = b""
         if self._reply.tool_calls:
-            calls = [{"function": {"name": c.name, "arguments": c.arguments}}
-                     for c in self._reply.tool_calls]
-            out = _line({"model": self._request.model, "created_at": _now(), "done": False,
-                         "message": {"role": "assistant", "content": "", "tool_calls": calls}})
+            calls = [
+                {"function": {"name": c.name, "arguments": c.arguments}}
+                for c in self._reply.tool_calls
+            ]
+            out = _line(
+                {
+                    "model": self._request.model,
+                    "created_at": _now(),
+                    "done": False,
+                    "message": {"role": "assistant", "content": "", "tool_calls": calls},
+                }
+            )
         return out + _line(OllamaWire._final(self._request, self._reply, "", with_calls=False))
 
     def error(self) -> bytes:

@@ -100,44 +100,82 @@ class OpenAIWire:
 
     def error(self, kind: ErrorKind, ctx: ErrorContext) -> HttpError:
         if kind is ErrorKind.AUTH_MISSING:
-            return HttpError(401, _error("You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                "invalid_request_error", None,
-            ))
+            return HttpError(
+                401,
+                _error(
+                    "You didn't provide an API key. You need to provide your API key in an "
+                    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                    "invalid_request_error",
+                    None,
+                ),
+            )
         if kind is ErrorKind.AUTH_INVALID:
-            return HttpError(401, _error(f"Incorrect API key provided: {ctx.message[:8]}****. You can find your "
-                "API key at https://platform.openai.com/account/api-keys.",
-                "invalid_request_error", "invalid_api_key",
-            ))
+            return HttpError(
+                401,
+                _error(
+                    f"Incorrect API key provided: {ctx.message[:8]}****. You can find your "
+                    "API key at https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                ),
+            )
         if kind is ErrorKind.NOT_FOUND:
-            return HttpError(404, _error(f"The model `{ctx.model}` does not exist or you do not have access to it.",
-                "invalid_request_error", "model_not_found",
-            ))
+            return HttpError(
+                404,
+                _error(
+                    f"The model `{ctx.model}` does not exist or you do not have access to it.",
+                    "invalid_request_error",
+                    "model_not_found",
+                ),
+            )
         if kind is ErrorKind.BAD_REQUEST:
             return HttpError(400, _error(ctx.message, "invalid_request_error", None))
         if kind is ErrorKind.CONTEXT:
-            return HttpError(400, _error(f"This model's maximum context length is {ctx.limit} tokens. However, you "
-                f"requested {ctx.input_tokens + ctx.max_tokens} tokens ({ctx.input_tokens} in "
-                f"the messages, {ctx.max_tokens} in the completion). Please reduce the length "
-                "of the messages or completion.",
-                "invalid_request_error", "context_length_exceeded", "messages",
-            ))
+            return HttpError(
+                400,
+                _error(
+                    f"This model's maximum context length is {ctx.limit} tokens. However, you "
+                    f"requested {ctx.input_tokens + ctx.max_tokens} tokens ({ctx.input_tokens} in "
+                    f"the messages, {ctx.max_tokens} in the completion). Please reduce the length "
+                    "of the messages or completion.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                    "messages",
+                ),
+            )
         if kind is ErrorKind.MAX_TOKENS:
-            return HttpError(400, _error(f"max_tokens is too large: {ctx.max_tokens}. This model supports at most "
-                f"{ctx.limit} completion tokens, whereas you provided {ctx.max_tokens}.",
-                "invalid_request_error", "invalid_value", "max_tokens",
-            ))
+            return HttpError(
+                400,
+                _error(
+                    f"max_tokens is too large: {ctx.max_tokens}. This model supports at most "
+                    f"{ctx.limit} completion tokens, whereas you provided {ctx.max_tokens}.",
+                    "invalid_request_error",
+                    "invalid_value",
+                    "max_tokens",
+                ),
+            )
         if kind is ErrorKind.RATE_LIMIT:
             return self._rate_limit(ctx)
         if kind is ErrorKind.OVERLOADED:
-            return HttpError(503, _error("That model is currently overloaded with other requests. You can retry "
-                "your request, or contact us if the error persists.", "server_error", None,
-            ))
+            return HttpError(
+                503,
+                _error(
+                    "That model is currently overloaded with other requests. You can retry "
+                    "your request, or contact us if the error persists.",
+                    "server_error",
+                    None,
+                ),
+            )
         if kind is ErrorKind.UNAVAILABLE:
             return HttpError(503, _error("Service Unavailable", "server_error", None))
-        return HttpError(500, _error("The server had an error while processing your request. Sorry about that!",
-            "server_error", None,
-        ))
+        return HttpError(
+            500,
+            _error(
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            ),
+        )
 
     def _rate_limit(self, ctx: ErrorContext) -> HttpError:
         refusal = ctx.refusal
@@ -145,13 +183,17 @@ class OpenAIWire:
             wait, detail = 1.0, "Please try again in 1s."
         else:
             wait = refusal.retry_after_s
-            unit = "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
+            unit = (
+                "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
+            )
             detail = (
                 f"on {unit}: Limit {refusal.limit}, Requested {refusal.requested}. "
                 f"Please try again in {go_duration(wait)}."
             )
-        body = _error(f"Rate limit reached for {ctx.model} in organization org-simulator {detail}",
-            refusal.kind if refusal else "requests", "rate_limit_exceeded",
+        body = _error(
+            f"Rate limit reached for {ctx.model} in organization org-simulator {detail}",
+            refusal.kind if refusal else "requests",
+            "rate_limit_exceeded",
         )
         headers = [
             ("retry-after", str(max(1, math.ceil(wait)))),
@@ -160,7 +202,7 @@ class OpenAIWire:
         return HttpError(429, body, headers)
 
     def limit_headers(self, window: Window) -> Headers:
-        headers: Headers = []
+        headers: list[tuple[str, str]] = []
         if window.requests_limit is not None:
             headers += [
                 ("x-ratelimit-limit-requests", str(window.requests_limit)),
@@ -188,14 +230,20 @@ class OpenAIWire:
     @staticmethod
     def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
         return [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments_json}}
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments_json},
+            }
             for c in reply.tool_calls
         ]
 
     def render(self, request: SimRequest, reply: Reply, response_id: str) -> Any:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None,
-                                   "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": reply.text or None,
+            "refusal": None,
+        }
         if reply.tool_calls:
             message["tool_calls"] = self._tool_calls(reply)
         return {
@@ -203,8 +251,14 @@ class OpenAIWire:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": request.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": reply.finish_reason}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
             "usage": self._usage(reply),
             "system_fingerprint": "fp_simulator",
         }
@@ -213,17 +267,26 @@ class OpenAIWire:
         return _OpenAIStream(self, request, reply, response_id)
 
     def models(self, specs: list[ModelSpec]) -> Any:
-        return {"object": "list", "data": [
-            {"id": s.name, "object": "model", "created": 0, "owned_by": "simulator"}
-            for s in specs if s.api in self.serves
-        ]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": s.name, "object": "model", "created": 0, "owned_by": "simulator"}
+                for s in specs
+                if s.api in self.serves
+            ],
+        }
 
 
 class _OpenAIStream:
     def __init__(self, wire: OpenAIWire, request: SimRequest, reply: Reply, rid: str) -> None:
         self._wire, self._request, self._reply = wire, request, reply
-        self._base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
-                      "model": request.model, "system_fingerprint": "fp_simulator"}
+        self._base = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": request.model,
+            "system_fingerprint": "fp_simulator",
+        }
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -241,10 +304,21 @@ class _OpenAIStream:
     def closing(self) -> bytes:
         out = b""
         for i, call in enumerate(self._reply.tool_calls):
-            out += self._chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
-                                "function": {"name": call.name, "arguments": ""}}]})
-            out += self._chunk({"tool_calls": [{"index": i,
-                                "function": {"arguments": call.arguments_json}}]})
+            out += self._chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            out += self._chunk(
+                {"tool_calls": [{"index": i, "function": {"arguments": call.arguments_json}}]}
+            )
         out += self._chunk({}, self._reply.finish_reason)
         if self._request.include_usage:
             usage = {**self._base, "choices": [], "usage": OpenAIWire._usage(self._reply)}
@@ -252,6 +326,9 @@ class _OpenAIStream:
         return out + b"data: [DONE]\n\n"
 
     def error(self) -> bytes:
-        body = _error("The server had an error while processing your request. Sorry "
-                      "about that!", "server_error", None)
+        body = _error(
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+            None,
+        )
         return b"data: " + _json.encode(body) + b"\n\n"
