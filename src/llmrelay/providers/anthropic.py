@@ -27,9 +27,11 @@ from llmrelay.providers.base import (
     HttpProvider,
     SseEvent,
     error_for_status,
+    error_payload,
     interrupted,
     loads,
     parse_retry_after,
+    plain_error,
     to_int,
 )
 from llmrelay.providers.http import Origin, WireRequest
@@ -235,16 +237,9 @@ class AnthropicProvider(HttpProvider):
         )
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            payload = None
+        payload = error_payload(body)
         err = payload.get("error") if isinstance(payload, dict) else None
-        if not isinstance(err, dict):
-            return error_for_status(status)(
-                body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
-            )
-        return classify(status, err)
+        return classify(status, err) if isinstance(err, dict) else plain_error(status, body)
 
     def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
         def field(bucket: str, what: str) -> str | None:

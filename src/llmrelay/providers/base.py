@@ -105,6 +105,19 @@ def loads(body: bytes, origin: Origin) -> Any:
         raise origin.error(MalformedResponse, f"invalid JSON from provider: {exc}") from None
 
 
+def error_payload(body: bytes) -> Any:
+    """The JSON of an error body, or ``None`` when the body is not JSON (a proxy's HTML page)."""
+    try:
+        return _decode.decode(body)
+    except msgspec.DecodeError:
+        return None
+
+
+def plain_error(status: int, body: bytes) -> ProviderError:
+    """An error from the status alone, quoting the start of a body that said nothing usable."""
+    return error_for_status(status)(body.decode("utf-8", "replace")[:500] or f"HTTP {status}")
+
+
 def parse_retry_after(headers: dict[str, str]) -> float | None:
     """``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), in seconds."""
     if (ms := headers.get("retry-after-ms")) is not None:
@@ -301,8 +314,10 @@ __all__ = [
     "SseEvent",
     "StreamDecoder",
     "error_for_status",
+    "error_payload",
     "interrupted",
     "loads",
     "parse_retry_after",
+    "plain_error",
     "to_int",
 ]

@@ -21,7 +21,15 @@ from llmrelay.errors import (
     RateLimited,
     Timeout,
 )
-from llmrelay.providers.base import HttpProvider, SseEvent, error_for_status, interrupted, loads
+from llmrelay.providers.base import (
+    HttpProvider,
+    SseEvent,
+    error_for_status,
+    error_payload,
+    interrupted,
+    loads,
+    plain_error,
+)
 from llmrelay.providers.http import Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
 from llmrelay.types import (
@@ -220,18 +228,11 @@ class GeminiProvider(HttpProvider):
         )
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            payload = None
-        if isinstance(payload, list) and payload:
+        payload = error_payload(body)
+        if isinstance(payload, list) and payload:  # a streamed request's errors come in an array
             payload = payload[0]
         err = payload.get("error") if isinstance(payload, dict) else None
-        if not isinstance(err, dict):
-            return error_for_status(status)(
-                body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
-            )
-        return classify(status, err)
+        return classify(status, err) if isinstance(err, dict) else plain_error(status, body)
 
     def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
         return RateLimitInfo()  # Gemini reports limits only in the body of a 429

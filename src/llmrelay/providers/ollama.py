@@ -19,8 +19,10 @@ from llmrelay.providers.base import (
     HttpProvider,
     SseEvent,
     error_for_status,
+    error_payload,
     interrupted,
     loads,
+    plain_error,
 )
 from llmrelay.providers.http import Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
@@ -155,12 +157,11 @@ class OllamaProvider(HttpProvider):
         )
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            payload = None
+        payload = error_payload(body)
         message = payload.get("error") if isinstance(payload, dict) else None
-        return classify(status, str(message or body.decode("utf-8", "replace")[:500] or status))
+        if message is None:
+            return plain_error(status, body)
+        return classify(status, str(message))
 
     def stream_decoder(self) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(self.origin)

@@ -21,9 +21,11 @@ from llmrelay.providers.base import (
     HttpProvider,
     SseEvent,
     error_for_status,
+    error_payload,
     interrupted,
     loads,
     parse_retry_after,
+    plain_error,
     to_int,
 )
 from llmrelay.providers.http import Origin, WireRequest
@@ -187,15 +189,9 @@ class OpenAIProvider(HttpProvider):
         )
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = msgspec.json.decode(body)
-            err = payload.get("error") if isinstance(payload, dict) else None
-        except msgspec.DecodeError:
-            err = None
-        if not isinstance(err, dict):
-            text = body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
-            return error_for_status(status)(text)
-        return classify(status, err)
+        payload = error_payload(body)
+        err = payload.get("error") if isinstance(payload, dict) else None
+        return classify(status, err) if isinstance(err, dict) else plain_error(status, body)
 
     def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
         return RateLimitInfo(
