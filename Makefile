@@ -5,15 +5,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8900
 
-.PHONY: install run test bench lint format clean
+.PHONY: install install-semantic run test bench lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langchain,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langfuse,langchain,dev]'
 	@touch $(STAMP)
 
+# The `semantic` extra is left out: it pulls torch, whose default wheel is a multi-GB CUDA
+# build; `make install-semantic` installs the CPU build first, then the extra.
 install: $(STAMP)  ## create .venv (idempotent) with the package, its extras and the dev tools
+
+install-semantic: $(STAMP)  ## add the semantic-cache extra on a CPU build of torch
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0'
+	$(BIN)/python -m pip install --quiet -e '.[semantic]'
 
 run: $(STAMP)  ## start the provider simulator with the default models
 	$(BIN)/llmrelay simulate --port $(PORT)
