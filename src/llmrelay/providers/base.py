@@ -105,6 +105,14 @@ def loads(body: bytes, origin: Origin) -> Any:
         raise origin.error(MalformedResponse, f"invalid JSON from provider: {exc}") from None
 
 
+def load_chunk(frame: SseEvent, origin: Origin) -> dict[str, Any]:
+    """One stream frame's JSON object; anything else is malformed or an interruption."""
+    chunk = loads(frame.data, origin)
+    if not isinstance(chunk, dict):
+        raise interrupted(origin, "stream frame is not a JSON object")
+    return chunk
+
+
 def error_payload(body: bytes) -> Any:
     """The JSON of an error body, or ``None`` when the body is not JSON (a proxy's HTML page)."""
     try:
@@ -316,6 +324,7 @@ __all__ = [
     "error_for_status",
     "error_payload",
     "interrupted",
+    "load_chunk",
     "loads",
     "parse_retry_after",
     "plain_error",

@@ -27,7 +27,7 @@ from llmrelay.providers.base import (
     error_for_status,
     error_payload,
     interrupted,
-    loads,
+    load_chunk,
     plain_error,
 )
 from llmrelay.providers.http import Origin, WireRequest
@@ -252,9 +252,7 @@ class GeminiStreamDecoder:
         self._started = False
 
     def feed(self, frame: SseEvent) -> Iterable[StreamEvent]:
-        chunk = loads(frame.data, self._origin)
-        if not isinstance(chunk, dict):
-            raise interrupted(self._origin, "stream chunk is not a JSON object")
+        chunk = load_chunk(frame, self._origin)
         if isinstance(err := chunk.get("error"), dict):
             raise interrupted(self._origin, f"error inside the stream: {err.get('message')}")
         events: list[StreamEvent] = []

@@ -21,7 +21,7 @@ from llmrelay.providers.base import (
     error_for_status,
     error_payload,
     interrupted,
-    loads,
+    load_chunk,
     plain_error,
 )
 from llmrelay.providers.http import Origin, WireRequest
@@ -177,9 +177,7 @@ class OllamaStreamDecoder:
         self._started = False
 
     def feed(self, frame: SseEvent) -> Iterable[StreamEvent]:
-        chunk = loads(frame.data, self._origin)
-        if not isinstance(chunk, dict):
-            raise interrupted(self._origin, "stream line is not a JSON object")
+        chunk = load_chunk(frame, self._origin)
         if "error" in chunk:
             raise interrupted(self._origin, f"error inside the stream: {chunk['error']}")
         events: list[StreamEvent] = []

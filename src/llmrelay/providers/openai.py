@@ -23,7 +23,7 @@ from llmrelay.providers.base import (
     error_for_status,
     error_payload,
     interrupted,
-    loads,
+    load_chunk,
     parse_retry_after,
     plain_error,
     to_int,
@@ -236,16 +236,12 @@ class OpenAIStreamDecoder:
         self._origin = origin
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
-        self._done = False
         self._started = False
 
     def feed(self, frame: SseEvent) -> Iterable[StreamEvent]:
         if frame.data == b"[DONE]":
-            self._done = True
             return []
-        chunk = loads(frame.data, self._origin)
-        if not isinstance(chunk, dict):
-            raise interrupted(self._origin, "stream chunk is not a JSON object")
+        chunk = load_chunk(frame, self._origin)
         if isinstance(err := chunk.get("error"), dict):
             error = classify(500, err)
             raise interrupted(self._origin, f"error inside the stream: {error.message}")
