@@ -9,6 +9,7 @@ status codes or message strings::
      ├── UnknownProvider              no adapter is registered under that name
      └── ProviderError                a call to one deployment failed
           ├── RateLimited             429 for requests/tokens per minute      retryable
+          │    └── WaitTooLong        the scheduler would wait past its bound; nothing was sent
           ├── QuotaExhausted          billing quota or credit is used up
           ├── Overloaded              the provider is overloaded (529, 503)    retryable
           ├── ContextWindowExceeded   the prompt does not fit the model
@@ -96,6 +97,30 @@ class RateLimited(ProviderError):
     """The deployment's request or token rate limit was hit; wait ``retry_after`` seconds."""
 
     retryable = True
+
+
+class WaitTooLong(RateLimited):
+    """The deployment's limits would make this request wait longer than allowed.
+
+    Raised by the scheduler *before* anything is sent (no upstream 429 happened), so the
+    router can fall back at once instead of waiting — the 90-second rule. ``projected_wait``
+    is ``inf`` when the request can never fit (it needs more tokens than the per-minute
+    limit).
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        projected_wait: float,
+        max_wait: float,
+        deployment: str = "",
+    ) -> None:
+        super().__init__(message, deployment=deployment, retry_after=projected_wait)
+        self.projected_wait = projected_wait
+        self.max_wait = max_wait
 
 
 class QuotaExhausted(ProviderError):

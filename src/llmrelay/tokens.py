@@ -4,9 +4,10 @@ Two estimators share one interface. :class:`TiktokenEstimator` counts with the o
 ``cl100k_base`` encoding (exact for OpenAI's cl100k models, close for the rest);
 :class:`HeuristicEstimator` needs no tokenizer: a linear model over character classes
 (ASCII words, letters, digits, punctuation, line breaks, runs of spaces, CJK and other
-non-ASCII characters), fitted by least squares against cl100k on 400-character
-chunks of English prose, code, JSON and CJK text (and llmrelay's own source). ``tests/test_tokens.py`` reports both
-estimators' error on the samples shipped in ``tests/data/tokens``.
+non-ASCII characters), fitted by least squares against cl100k on 400-character chunks of
+English prose, code, JSON and CJK text (and llmrelay's own source).
+``tests/test_tokens.py`` reports both estimators' error on the samples shipped in
+``tests/data/tokens``.
 
 Both add the chat-format overhead (tokens per message and per reply) and count tool
 schemas as the JSON the provider receives. An :class:`EstimatorRegistry` picks the
@@ -33,8 +34,8 @@ TOKENS_PER_REPLY = 3
 TOKENS_PER_TOOL = 8
 """Framing of one tool definition around its JSON schema."""
 TOKENS_PER_IMAGE = 1_000
-"""An image's size is not known before it is decoded; this covers a 1024×1024 picture at
-high detail on OpenAI (765) and Anthropic (about 1,400 for 1092×1092 is the largest that
+"""An image's size is not known before it is decoded; this covers a 1024x1024 picture at
+high detail on OpenAI (765) and Anthropic (about 1,400 for 1092x1092 is the largest that
 is not resized), erring high so a reservation is rarely short."""
 
 _encode_json = msgspec.json.Encoder()
@@ -109,7 +110,7 @@ def _load_encoding(name: str) -> tiktoken.Encoding:
 
 def _class_table() -> bytes:
     """Map each UTF-8 byte to its character class: ``a`` ASCII letter, ``0`` digit, ``.``
-    punctuation, ``n`` newline, ``c`` lead byte of U+3000–U+DFFF (CJK, kana, Hangul), ``o``
+    punctuation, ``n`` newline, ``c`` lead byte of U+3000-U+DFFF (CJK, kana, Hangul), ``o``
     lead byte of any other non-ASCII character, space for the rest."""
     table = bytearray(b" " * 256)
     for byte in range(256):
@@ -139,7 +140,7 @@ class HeuristicEstimator(_RequestCounter):
 
     Measured chars per token on the shipped samples: English 4.6, code 4.4, JSON 3.2,
     CJK 1.0 (Chinese and Japanese about 1.0, Korean 1.2) — which is why a flat
-    "4 characters per token" is wrong by 15–75 % and this model is within a few percent.
+    "4 characters per token" is wrong by 15-75 % and this model is within a few percent.
     """
 
     name = "heuristic"
@@ -156,10 +157,8 @@ class HeuristicEstimator(_RequestCounter):
     def count_text(self, text: str) -> int:
         if not text:
             return 0
-        # One C-level translate, then byte counts: about 5× faster than tiktoken.
-        classes = text.encode("utf-8", "replace").translate(
-            _CLASS_OF_BYTE, _CONTINUATION_BYTES
-        )
+        # One C-level translate, then byte counts: about 5x faster than tiktoken.
+        classes = text.encode("utf-8", "replace").translate(_CLASS_OF_BYTE, _CONTINUATION_BYTES)
         words = (classes[:1] == b"a") + sum(classes.count(pair) for pair in _WORD_STARTS)
         total = (
             self.WORD * words
@@ -200,7 +199,7 @@ class EstimatorRegistry:
 class Calibration:
     """Per-deployment ratio of reported to estimated input tokens (an EWMA).
 
-    Starts at 1.0; it is only allowed to scale an estimate between 0.5× and 3× so that one
+    Starts at 1.0; it is only allowed to scale an estimate between 0.5x and 3x so that one
     odd response (a cached prompt billed at zero, say) cannot make reservations useless.
     """
 

@@ -1,0 +1,108 @@
+"""Reserve before sending, reconcile after, release on failure — over any backend."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from llmrelay.limits.memory import MemoryBackend
+from llmrelay.limits.plan import RPD, RPM, ZERO, Amounts, Plan, Snapshot, cost
+from llmrelay.types import RateLimitInfo, Usage
+
+
+class LimitBackend(Protocol):
+    """Where limiter state lives. Every method is atomic for one deployment ``key``."""
+
+    shared: bool
+    """Whether other processes see the same state (Redis) or not (memory)."""
+
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> float:
+        """Take ``amounts`` and return 0, or take nothing and return seconds to wait."""
+        ...
+
+    async def give(self, key: str, plan: Plan, amounts: Amounts) -> None:
+        """Give units back (negative: take more than was reserved)."""
+        ...
+
+    async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
+        """Correct the state with what a provider's response headers report."""
+        ...
+
+    async def block(self, key: str, plan: Plan, seconds: float) -> None:
+        """Admit nothing for ``seconds`` (a 429's Retry-After)."""
+        ...
+
+    async def snapshot(self, key: str, plan: Plan) -> Snapshot: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Reservation(msgspec.Struct, kw_only=True):
+    """Units taken for one request; settled exactly once by reconcile or release."""
+
+    key: str
+    plan: Plan
+    amounts: Amounts
+    settled: bool = False
+
+
+class Limiter:
+    """Per-deployment RPM/TPM/ITPM/OTPM/RPD accounting with reservations."""
+
+    def __init__(self, backend: LimitBackend | None = None) -> None:
+        self.backend: LimitBackend = backend or MemoryBackend()
+
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> Reservation | float:
+        """A reservation if ``amounts`` fit now, else the seconds until they would."""
+        wait = await self.backend.reserve(key, plan, amounts)
+        if wait > 0:
+            return wait
+        return Reservation(key=key, plan=plan, amounts=amounts)
+
+    async def reconcile(self, reservation: Reservation, usage: Usage) -> None:
+        """Replace the estimate with what the provider reported it used."""
+        if reservation.settled:
+            return
+        reservation.settled = True
+        used = cost(usage.input_tokens, usage.output_tokens)
+        reserved = reservation.amounts
+        back = tuple(0.0 if i in (RPM, RPD) else reserved[i] - used[i] for i in range(5))
+        if any(back):
+            await self.backend.give(reservation.key, reservation.plan, _amounts(back))
+
+    async def release(self, reservation: Reservation, *, sent: bool) -> None:
+        """Give back what a failed or cancelled request took.
+
+        Its tokens always come back. The request itself only does if it never reached the
+        provider, which counts every request it receives, failed or not.
+        """
+        if reservation.settled:
+            return
+        reservation.settled = True
+        back = reservation.amounts
+        if sent:
+            back = (0.0, back[1], back[2], back[3], 0.0)
+        if back != ZERO:
+            await self.backend.give(reservation.key, reservation.plan, back)
+
+    async def observe(self, key: str, plan: Plan, info: RateLimitInfo | None) -> None:
+        if info is not None and not info.is_empty:
+            await self.backend.observe(key, plan, info)
+
+    async def block(self, key: str, plan: Plan, seconds: float) -> None:
+        if seconds > 0:
+            await self.backend.block(key, plan, seconds)
+
+    async def snapshot(self, key: str, plan: Plan) -> Snapshot:
+        return await self.backend.snapshot(key, plan)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+def _amounts(values: tuple[float, ...]) -> Amounts:
+    return (values[0], values[1], values[2], values[3], values[4])
+
+
+__all__ = ["LimitBackend", "Limiter", "Reservation"]

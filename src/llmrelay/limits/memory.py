@@ -1,0 +1,151 @@
+"""The in-process limiter backend: one process, no dependencies, the reference behaviour.
+
+:mod:`llmrelay.limits.redis` runs the same arithmetic as Lua scripts inside Redis; the
+backend tests run one suite against both.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llmrelay.limits.plan import ITPM, ROLLING, RPD, RPM, TPM, Amounts, Plan, Snapshot
+from llmrelay.types import RateLimitInfo
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class _State:
+    """One deployment's buckets. ``nan`` levels are buckets not yet seen (start full)."""
+
+    levels: list[float] = field(default_factory=lambda: [math.nan] * 4)
+    stamp: float = 0.0
+    learned_caps: list[float] = field(default_factory=lambda: [0.0] * 5)
+    learned_rates: list[float] = field(default_factory=lambda: [0.0] * 4)
+    day: int = 0
+    day_used: float = 0.0
+    blocked_until: float = 0.0
+
+    def caps(self, plan: Plan) -> Amounts:
+        c = [self.learned_caps[i] or plan.caps[i] for i in range(5)]
+        return (c[0], c[1], c[2], c[3], c[4])
+
+    def rates(self, plan: Plan) -> tuple[float, float, float, float]:
+        r = [self.learned_rates[i] or plan.rates[i] for i in range(4)]
+        return (r[0], r[1], r[2], r[3])
+
+    def refill(self, plan: Plan, now: float, day: int) -> None:
+        caps, rates = self.caps(plan), self.rates(plan)
+        elapsed = max(0.0, now - self.stamp)
+        for i in ROLLING:
+            level = self.levels[i]
+            if not caps[i]:
+                self.levels[i] = math.nan
+            elif math.isnan(level):
+                self.levels[i] = caps[i]
+            else:
+                self.levels[i] = min(caps[i], level + elapsed * rates[i])
+        self.stamp = now
+        if day != self.day:
+            self.day, self.day_used = day, 0.0
+
+    def snapshot(self, plan: Plan, now: float, day_left: float) -> Snapshot:
+        levels = (self.levels[0], self.levels[1], self.levels[2], self.levels[3])
+        return Snapshot(
+            levels=levels,
+            caps=self.caps(plan),
+            rates=self.rates(plan),
+            day_used=self.day_used,
+            day_left_s=day_left,
+            blocked_for=max(0.0, self.blocked_until - now),
+        )
+
+    def take(self, amounts: Amounts) -> None:
+        for i in ROLLING:
+            self.levels[i] -= amounts[i]
+        self.day_used += amounts[RPD]
+
+    def give(self, plan: Plan, amounts: Amounts) -> None:
+        caps = self.caps(plan)
+        for i in ROLLING:
+            self.levels[i] = min(caps[i], self.levels[i] + amounts[i])
+        self.day_used = max(0.0, self.day_used - amounts[RPD])
+
+    def observe(self, plan: Plan, info: RateLimitInfo) -> None:
+        """Adopt the limits a provider reports, and never believe in more room than it has."""
+        margin = float(plan.margin)
+        if info.requests_limit:
+            self.learned_caps[RPM] = max(1.0, info.requests_limit - margin)
+            self.learned_rates[RPM] = info.requests_limit / 60.0
+        if info.requests_remaining is not None:
+            self._lower(RPM, info.requests_remaining - margin)
+        # A combined token figure governs tpm; where only input tokens are limited
+        # (Anthropic's ITPM), it governs that bucket instead.
+        tokens = ITPM if not plan.caps[TPM] and plan.caps[ITPM] else TPM
+        if info.tokens_limit:
+            self.learned_caps[tokens] = float(info.tokens_limit)
+            self.learned_rates[tokens] = info.tokens_limit / 60.0
+        if info.tokens_remaining is not None:
+            self._lower(tokens, float(info.tokens_remaining))
+        caps = self.caps(plan)
+        for i in ROLLING:
+            if not math.isnan(self.levels[i]):
+                self.levels[i] = min(self.levels[i], caps[i])
+
+    def _lower(self, i: int, remaining: float) -> None:
+        level = self.levels[i]
+        self.levels[i] = remaining if math.isnan(level) else min(level, remaining)
+
+
+class MemoryBackend:
+    """Limiter state in this process (``clock``: monotonic seconds; ``wall``: epoch seconds)."""
+
+    shared = False
+
+    def __init__(self, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
+        self._clock = clock
+        self._wall = wall
+        self._states: dict[str, _State] = {}
+
+    def _state(self, key: str, plan: Plan) -> tuple[_State, float, float]:
+        now = self._clock()
+        day, day_left = plan.day(self._wall())
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = _State(stamp=now, day=day)
+        state.refill(plan, now, day)
+        return state, now, day_left
+
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> float:
+        """Take ``amounts`` and return 0, or return the seconds until they would fit."""
+        state, now, day_left = self._state(key, plan)
+        wait = state.snapshot(plan, now, day_left).wait_for(amounts)
+        if wait <= 0:
+            state.take(amounts)
+        return wait
+
+    async def give(self, key: str, plan: Plan, amounts: Amounts) -> None:
+        """Return units (negative units take more: usage above the reservation)."""
+        state, _, _ = self._state(key, plan)
+        state.give(plan, amounts)
+
+    async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
+        state, _, _ = self._state(key, plan)
+        state.observe(plan, info)
+
+    async def block(self, key: str, plan: Plan, seconds: float) -> None:
+        state, now, _ = self._state(key, plan)
+        state.blocked_until = max(state.blocked_until, now + seconds)
+
+    async def snapshot(self, key: str, plan: Plan) -> Snapshot:
+        state, now, day_left = self._state(key, plan)
+        return state.snapshot(plan, now, day_left)
+
+    async def aclose(self) -> None:
+        self._states.clear()
+
+
+__all__ = ["Clock", "MemoryBackend"]

@@ -1,0 +1,174 @@
+"""What a deployment's limits are, and the arithmetic both limiter backends share.
+
+A deployment has up to five limits, always in this order (:data:`DIMENSIONS`):
+
+- ``rpm``, ``tpm``, ``itpm``, ``otpm`` — requests, tokens, input tokens and output tokens per
+  minute. Each is a bucket that holds one minute's allowance and refills continuously,
+  which is how OpenAI and Anthropic document theirs. A request takes its units when it is
+  sent; what it did not use comes back when it finishes.
+- ``rpd`` — requests per day, a counter that resets at midnight in the provider's time zone
+  (Gemini: Pacific time).
+
+The seeds' policy is here as configuration: ``safety_margin`` keeps that many requests of
+headroom under the RPM and RPD limits (default 2), and ``min_spacing`` sends at most one
+request every 60/RPM seconds (no bursts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+DIMENSIONS = ("rpm", "tpm", "itpm", "otpm", "rpd")
+RPM, TPM, ITPM, OTPM, RPD = range(5)
+ROLLING = (RPM, TPM, ITPM, OTPM)
+MINUTE = 60.0
+DAY = 86_400.0
+
+Amounts = tuple[float, float, float, float, float]
+"""Units of each dimension, in :data:`DIMENSIONS` order."""
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployment's rate limits (``None``: not limited on that dimension)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    itpm: int | None = None
+    otpm: int | None = None
+    rpd: int | None = None
+    safety_margin: int = 2
+    min_spacing: bool = False
+    day_reset_tz: str = "UTC"
+
+    def __post_init__(self) -> None:
+        for name in DIMENSIONS:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.safety_margin < 0:
+            raise ValueError(f"safety_margin must be >= 0, got {self.safety_margin}")
+        try:
+            ZoneInfo(self.day_reset_tz)
+        except (KeyError, ValueError):
+            raise ValueError(f"day_reset_tz: unknown time zone {self.day_reset_tz!r}") from None
+
+    @property
+    def is_unlimited(self) -> bool:
+        return all(getattr(self, name) is None for name in DIMENSIONS)
+
+    def plan(self) -> Plan:
+        """The buckets these limits make: capacities after the margin, refill rates."""
+        caps = [float(getattr(self, name) or 0) for name in DIMENSIONS]
+        rates = [caps[i] / MINUTE for i in ROLLING]
+        for i in (RPM, RPD):
+            if caps[i]:
+                caps[i] = max(1.0, caps[i] - self.safety_margin)
+        if self.min_spacing and caps[RPM]:
+            caps[RPM] = 1.0
+        return Plan(
+            caps=(caps[0], caps[1], caps[2], caps[3], caps[4]),
+            rates=(rates[0], rates[1], rates[2], rates[3]),
+            margin=self.safety_margin,
+            day_tz=self.day_reset_tz,
+        )
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """Resolved buckets: ``caps`` (0 = no limit) and per-second ``rates`` of the rolling ones."""
+
+    caps: Amounts
+    rates: tuple[float, float, float, float]
+    margin: int = 0
+    day_tz: str = "UTC"
+
+    def day(self, wall: float) -> tuple[int, float]:
+        """Today's number in the reset time zone, and seconds until tomorrow starts there."""
+        now = dt.datetime.fromtimestamp(wall, ZoneInfo(self.day_tz))
+        tomorrow = dt.datetime.combine(
+            now.date() + dt.timedelta(days=1), dt.time(), tzinfo=now.tzinfo
+        )
+        return now.date().toordinal(), max(0.0, (tomorrow - now).total_seconds())
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """One deployment's limiter state at a moment: what the scheduler projects waits from."""
+
+    levels: tuple[float, float, float, float]
+    caps: Amounts
+    rates: tuple[float, float, float, float]
+    day_used: float
+    day_left_s: float
+    blocked_for: float
+
+    def wait_for(self, amounts: Amounts, ahead: Amounts | None = None) -> float:
+        """Seconds until ``amounts`` fit after what is queued ``ahead`` of them.
+
+        0 means now; ``inf`` means never: ``amounts`` alone exceed a limit.
+        """
+        total = amounts if ahead is None else add(ahead, amounts)
+        wait = self.blocked_for
+        for i in ROLLING:
+            cap, need = self.caps[i], total[i]
+            if not cap or amounts[i] <= 0:
+                continue
+            if amounts[i] > cap:
+                return math.inf
+            if need > self.levels[i]:
+                wait = max(wait, (need - self.levels[i]) / self.rates[i])
+        cap, need = self.caps[RPD], total[RPD]
+        if cap and amounts[RPD] > 0:
+            if amounts[RPD] > cap:
+                return math.inf
+            over = self.day_used + need - cap
+            if over > 0:
+                wait = max(wait, self.day_left_s + DAY * (math.ceil(over / cap) - 1))
+        return wait
+
+    def exceeded(self, amounts: Amounts) -> str | None:
+        """The first limit ``amounts`` can never fit under, as a sentence, else ``None``."""
+        for i in range(len(DIMENSIONS)):
+            if self.caps[i] and amounts[i] > self.caps[i]:
+                return f"it needs {amounts[i]:.0f} {_UNITS[i]} but the limit is {self.caps[i]:.0f}"
+        return None
+
+
+_UNITS = (
+    "requests/min",
+    "tokens/min",
+    "input tokens/min",
+    "output tokens/min",
+    "requests/day",
+)
+
+
+def add(a: Amounts, b: Amounts) -> Amounts:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4])
+
+
+def cost(input_tokens: int, output_tokens: int, requests: int = 1) -> Amounts:
+    """The units one request takes: itself, its tokens, input and output separately."""
+    return (
+        float(requests),
+        float(input_tokens + output_tokens),
+        float(input_tokens),
+        float(output_tokens),
+        float(requests),
+    )
+
+
+ZERO: Amounts = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+__all__ = [
+    "DIMENSIONS",
+    "ZERO",
+    "Amounts",
+    "Limits",
+    "Plan",
+    "Snapshot",
+    "add",
+    "cost",
+]

@@ -1,0 +1,317 @@
+"""The Redis limiter backend: N replicas, one set of limits.
+
+Every decision is one Lua script run atomically inside Redis — refill, check, take — on a
+hash per deployment, with Redis's own clock (``TIME``), so replicas on different machines
+need no clock agreement. The arithmetic is that of :mod:`llmrelay.limits.memory`.
+
+When Redis cannot be reached, the backend keeps deciding on local state (a
+:class:`~llmrelay.limits.memory.MemoryBackend`, scaled by ``fallback_share`` — set it to
+1/N for N replicas so that together they stay under the limit), logs a warning once, and
+shows it in :attr:`RedisBackend.metrics`. It tries Redis again every ``retry_interval``
+seconds and, once Redis answers, logs that and goes back to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from llmrelay.limits.memory import Clock, MemoryBackend
+from llmrelay.limits.plan import Amounts, Plan, Snapshot
+from llmrelay.types import RateLimitInfo
+
+log = logging.getLogger("llmrelay.limits")
+T = TypeVar("T")
+
+# ARGV: 1 now ("" = Redis TIME), 2 day, 3 seconds left in the day, 4-8 caps, 9-12 rates,
+# 13 margin, 14.. the operation's own arguments.
+_PRELUDE = """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local day, day_left, margin = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
+local f = redis.call('HMGET', key, 'l1', 'l2', 'l3', 'l4', 'st', 'c1', 'c2', 'c3', 'c4', 'c5',
+  'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b')
+local caps, rates, levels, learned = {}, {}, {}, {}
+for i = 1, 5 do
+  learned[i] = tonumber(f[5 + i]) or 0
+  caps[i] = learned[i]
+  if caps[i] == 0 then caps[i] = tonumber(ARGV[3 + i]) end
+end
+for i = 1, 4 do
+  rates[i] = tonumber(f[10 + i]) or 0
+  if rates[i] == 0 then rates[i] = tonumber(ARGV[8 + i]) end
+end
+local elapsed = math.max(0, now - (tonumber(f[5]) or now))
+for i = 1, 4 do
+  local level = tonumber(f[i])
+  if caps[i] == 0 then level = nil
+  elseif level == nil then level = caps[i]
+  else level = math.min(caps[i], level + elapsed * rates[i]) end
+  levels[i] = level
+end
+local used = tonumber(f[16]) or 0
+if tonumber(f[15]) ~= day then used = 0 end
+local blocked = tonumber(f[17]) or 0
+
+local function num(x) return string.format('%.17g', x) end
+local function save()
+  local args = {'st', num(now), 'd', day, 'u', num(used), 'b', num(blocked)}
+  for i = 1, 4 do
+    if levels[i] ~= nil then
+      table.insert(args, 'l' .. i)
+      table.insert(args, num(levels[i]))
+    end
+  end
+  redis.call('HSET', key, unpack(args))
+  redis.call('EXPIRE', key, 172800)
+end
+local function wait_for(a)
+  local wait = math.max(0, blocked - now)
+  for i = 1, 4 do
+    if caps[i] > 0 and a[i] > 0 then
+      if a[i] > caps[i] then return -1 end
+      if a[i] > levels[i] then wait = math.max(wait, (a[i] - levels[i]) / rates[i]) end
+    end
+  end
+  if caps[5] > 0 and a[5] > 0 then
+    if a[5] > caps[5] then return -1 end
+    if used + a[5] > caps[5] then wait = math.max(wait, day_left) end
+  end
+  return wait
+end
+local function amounts()
+  local a = {}
+  for i = 1, 5 do a[i] = tonumber(ARGV[13 + i]) end
+  return a
+end
+"""
+
+_RESERVE = """
+local a = amounts()
+local wait = wait_for(a)
+if wait == 0 then
+  for i = 1, 4 do if levels[i] ~= nil then levels[i] = levels[i] - a[i] end end
+  used = used + a[5]
+end
+save()
+return num(wait)
+"""
+
+_GIVE = """
+local a = amounts()
+for i = 1, 4 do
+  if levels[i] ~= nil then levels[i] = math.min(caps[i], levels[i] + a[i]) end
+end
+used = math.max(0, used - a[5])
+save()
+return 1
+"""
+
+# ARGV 14-17: requests limit, requests remaining, tokens limit, tokens remaining ("" = none)
+_OBSERVE = """
+local function lower(i, remaining)
+  if levels[i] == nil then levels[i] = remaining else levels[i] = math.min(levels[i], remaining) end
+end
+local rl, rr = tonumber(ARGV[14]), tonumber(ARGV[15])
+local tl, tr = tonumber(ARGV[16]), tonumber(ARGV[17])
+if rl ~= nil and rl > 0 then
+  caps[1] = math.max(1, rl - margin)
+  redis.call('HSET', key, 'c1', num(caps[1]), 'r1', num(rl / 60))
+end
+if rr ~= nil then lower(1, rr - margin) end
+local t = 2
+if tonumber(ARGV[5]) == 0 and tonumber(ARGV[6]) > 0 then t = 3 end
+if tl ~= nil and tl > 0 then
+  caps[t] = tl
+  redis.call('HSET', key, 'c' .. t, num(tl), 'r' .. t, num(tl / 60))
+end
+if tr ~= nil then lower(t, tr) end
+for i = 1, 4 do
+  if levels[i] ~= nil and caps[i] > 0 then levels[i] = math.min(levels[i], caps[i]) end
+end
+save()
+return 1
+"""
+
+_BLOCK = """
+blocked = math.max(blocked, now + tonumber(ARGV[14]))
+save()
+return 1
+"""
+
+_SNAPSHOT = """
+local out = {}
+for i = 1, 4 do out[i] = levels[i] and num(levels[i]) or '' end
+for i = 1, 5 do out[4 + i] = num(caps[i]) end
+for i = 1, 4 do out[9 + i] = num(rates[i]) end
+out[14] = num(used)
+out[15] = num(day_left)
+out[16] = num(math.max(0, blocked - now))
+return out
+"""
+
+
+@dataclass(slots=True)
+class LimiterMetrics:
+    """What the Redis backend exposes for monitoring (read by the metrics exporters)."""
+
+    redis_available: bool = True
+    redis_errors: int = 0
+    fallback_decisions: int = 0
+    outages: int = 0
+
+
+class RedisBackend:
+    """Limiter state in Redis, shared by every process that uses the same ``prefix``."""
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "llmrelay:limits:",
+        fallback_share: float = 1.0,
+        retry_interval: float = 1.0,
+        timeout: float = 0.5,
+        clock: Clock | None = None,
+        wall: Clock = time.time,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        if not 0 < fallback_share <= 1:
+            raise ValueError(f"fallback_share must be in (0, 1], got {fallback_share}")
+        self.url = url
+        self.prefix = prefix
+        self.fallback_share = fallback_share
+        self.retry_interval = retry_interval
+        self.metrics = LimiterMetrics()
+        self._redis = client or aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._clock = clock
+        self._wall = wall
+        self._local = MemoryBackend(clock=clock or time.monotonic, wall=wall)
+        self._retry_at = 0.0
+        self._scripts = {
+            name: self._redis.register_script(_PRELUDE + body)
+            for name, body in (
+                ("reserve", _RESERVE),
+                ("give", _GIVE),
+                ("observe", _OBSERVE),
+                ("block", _BLOCK),
+                ("snapshot", _SNAPSHOT),
+            )
+        }
+
+    def _argv(self, plan: Plan, extra: tuple[Any, ...]) -> list[Any]:
+        day, day_left = plan.day(self._wall())
+        now = "" if self._clock is None else repr(self._clock())
+        return [now, day, repr(day_left), *map(repr, plan.caps), *map(repr, plan.rates),
+                plan.margin, *extra]  # fmt: skip
+
+    async def _run(
+        self,
+        op: str,
+        key: str,
+        plan: Plan,
+        extra: tuple[Any, ...],
+        local: Callable[[Plan], Awaitable[T]],
+    ) -> T | Any:
+        """Run ``op`` in Redis; on failure (or while Redis is down) decide locally instead."""
+        if self._retry_at and time.monotonic() < self._retry_at:
+            self.metrics.fallback_decisions += 1
+            return await local(self._scaled(plan))
+        try:
+            result = await self._scripts[op](keys=[self.prefix + key], args=self._argv(plan, extra))
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.metrics.redis_errors += 1
+            self.metrics.fallback_decisions += 1
+            if self.metrics.redis_available:
+                self.metrics.redis_available = False
+                self.metrics.outages += 1
+                log.warning(
+                    "Redis at %s is unreachable (%s); rate limits are now enforced on local "
+                    "state with %.0f%% of each limit until it is back",
+                    self.url,
+                    exc,
+                    self.fallback_share * 100,
+                )
+            self._retry_at = time.monotonic() + self.retry_interval
+            return await local(self._scaled(plan))
+        if not self.metrics.redis_available:
+            self.metrics.redis_available = True
+            self._retry_at = 0.0
+            log.warning("Redis at %s is reachable again; rate limits are shared again", self.url)
+        return result
+
+    def _scaled(self, plan: Plan) -> Plan:
+        if self.fallback_share == 1.0:
+            return plan
+        share = self.fallback_share
+        caps = tuple(max(1.0, c * share) if c else 0.0 for c in plan.caps)
+        rates = tuple(r * share for r in plan.rates)
+        return msgspec.structs.replace(plan, caps=caps, rates=rates)
+
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> float:
+        result = await self._run(
+            "reserve", key, plan, tuple(map(repr, amounts)),
+            lambda p: self._local.reserve(key, p, amounts),
+        )  # fmt: skip
+        wait = float(result)
+        return math.inf if wait < 0 else wait
+
+    async def give(self, key: str, plan: Plan, amounts: Amounts) -> None:
+        await self._run(
+            "give", key, plan, tuple(map(repr, amounts)),
+            lambda p: self._local.give(key, p, amounts),
+        )  # fmt: skip
+
+    async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
+        fields = (info.requests_limit, info.requests_remaining, info.tokens_limit,
+                  info.tokens_remaining)  # fmt: skip
+        await self._run(
+            "observe", key, plan, tuple("" if v is None else v for v in fields),
+            lambda p: self._local.observe(key, p, info),
+        )  # fmt: skip
+
+    async def block(self, key: str, plan: Plan, seconds: float) -> None:
+        await self._run(
+            "block", key, plan, (repr(seconds),), lambda p: self._local.block(key, p, seconds)
+        )
+
+    async def snapshot(self, key: str, plan: Plan) -> Snapshot:
+        result = await self._run("snapshot", key, plan, (), lambda p: self._local.snapshot(key, p))
+        if isinstance(result, Snapshot):
+            return result
+        v = [float(x) if x not in (b"", "") else math.nan for x in result]
+        return Snapshot(
+            levels=(v[0], v[1], v[2], v[3]),
+            caps=(v[4], v[5], v[6], v[7], v[8]),
+            rates=(v[9], v[10], v[11], v[12]),
+            day_used=v[13],
+            day_left_s=v[14],
+            blocked_for=v[15],
+        )
+
+    async def clear(self, key: str) -> None:
+        """Forget one deployment's state (tests, or after changing its limits)."""
+        await self._redis.delete(self.prefix + key)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        await self._local.aclose()
+
+
+__all__ = ["LimiterMetrics", "RedisBackend"]

@@ -1,0 +1,448 @@
+"""Send every call at the earliest moment its deployment will accept it.
+
+A :class:`Scheduler` keeps one queue per deployment, ordered by priority and then arrival.
+The head of each queue asks the limiter for its units; when they are not there yet, the
+queue sleeps until the moment they will be (a timer, not a polling loop) or until
+something changes — a new arrival, a cancellation, capacity given back. Waiters are woken
+in order.
+
+Before anyone joins a queue the wait is projected from the limiter's state and what is
+queued ahead. If it would exceed ``max_wait_before_fallback`` (default 90 s), the caller
+gets :class:`~llmrelay.errors.WaitTooLong` at once, so a router can fall back instead of
+waiting — the 90-second rule; with nowhere to fall back, ``max_wait_seconds`` (default
+300 s) bounds the wait. The same check runs again for everyone queued whenever the wait
+grows (a 429's Retry-After blocks the deployment). A cancelled caller leaves the queue, and
+whatever it had reserved is released.
+
+:class:`ScheduledProvider` wraps one provider with a scheduler: it estimates the tokens of
+each request, reserves them, sends, reconciles with the reported usage and the response's
+rate-limit headers, and on a 429 or 529 backs off (exponentially, with jitter, never
+sooner than Retry-After) before trying again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import heapq
+import itertools
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+
+import msgspec
+
+from llmrelay.errors import Overloaded, ProviderError, RateLimited, WaitTooLong
+from llmrelay.limits import Amounts, Limiter, Limits, Plan, Reservation, cost
+from llmrelay.limits.plan import ZERO, add
+from llmrelay.providers.base import Provider
+from llmrelay.tokens import Calibration, Estimator, TiktokenEstimator
+from llmrelay.types import (
+    ChatRequest,
+    ChatResponse,
+    RateLimitInfo,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    Usage,
+)
+
+log = logging.getLogger("llmrelay.scheduling")
+
+_EARLY_WAKE_SLACK = 0.002
+"""Timers may fire a little early; sleeping this much longer avoids a second wake-up."""
+
+
+class SchedulerPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How long to wait and how to back off (all seconds)."""
+
+    max_wait_before_fallback: float = 90.0
+    max_wait_seconds: float = 300.0
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    jitter: float = 0.25
+    max_rate_limit_retries: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_wait_before_fallback < 0 or self.max_wait_seconds < 0:
+            raise ValueError("max_wait_before_fallback and max_wait_seconds must be >= 0")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    order: tuple[int, int]
+    amounts: Amounts
+    give_up_at: float
+    bound: float
+    future: asyncio.Future[Reservation]
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return self.order < other.order
+
+
+@dataclass(eq=False, slots=True)
+class _Lane:
+    key: str
+    plan: Plan
+    heap: list[_Waiter] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pump: asyncio.Task[None] | None = None
+
+    def live(self) -> list[_Waiter]:
+        return sorted(w for w in self.heap if not w.future.done())
+
+
+class Scheduler:
+    """Fair, priority-ordered queues per deployment over one :class:`Limiter`."""
+
+    def __init__(
+        self,
+        limiter: Limiter | None = None,
+        policy: SchedulerPolicy | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.limiter = limiter or Limiter()
+        self.policy = policy or SchedulerPolicy()
+        self._rng = rng or random.Random()
+        self._lanes: dict[str, _Lane] = {}
+        self._seq = itertools.count()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def next_ticket(self) -> int:
+        """An arrival number; a retried request passes its first one to keep its place."""
+        return next(self._seq)
+
+    def queued(self, key: str) -> int:
+        lane = self._lanes.get(key)
+        return len(lane.live()) if lane else 0
+
+    async def acquire(
+        self,
+        key: str,
+        plan: Plan,
+        amounts: Amounts,
+        *,
+        priority: int = 0,
+        deadline: float | None = None,
+        can_fall_back: bool = True,
+        ticket: int | None = None,
+    ) -> Reservation:
+        """Wait for ``amounts`` on deployment ``key`` and return their reservation.
+
+        Higher ``priority`` goes first; ``deadline`` is a ``time.monotonic()`` instant.
+        Raises :class:`WaitTooLong` at once when the projected wait exceeds the bound.
+        """
+        bound = self.policy.max_wait_before_fallback if can_fall_back else math.inf
+        bound = min(bound, self.policy.max_wait_seconds)
+        if deadline is not None:
+            bound = min(bound, max(0.0, deadline - time.monotonic()))
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(key, plan)
+        lane.plan = plan
+        if not lane.live():
+            got = await self.limiter.reserve(key, plan, amounts)
+            if isinstance(got, Reservation):
+                return got
+        projected = await self._project(lane, amounts)
+        if projected > bound:
+            raise await self._too_long(lane, amounts, projected, bound)
+        loop = asyncio.get_running_loop()
+        order = (-priority, self.next_ticket() if ticket is None else ticket)
+        waiter = _Waiter(order, amounts, loop.time() + bound, bound, loop.create_future())
+        heapq.heappush(lane.heap, waiter)
+        lane.wake.set()
+        if lane.pump is None or lane.pump.done():
+            lane.pump = asyncio.create_task(self._pump(lane), name=f"llmrelay-scheduler:{key}")
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            lane.wake.set()
+            granted = waiter.future.done() and not waiter.future.cancelled()
+            if granted and waiter.future.exception() is None:
+                self._spawn(self.limiter.release(waiter.future.result(), sent=False))
+            raise
+
+    async def _project(self, lane: _Lane, amounts: Amounts) -> float:
+        ahead = ZERO
+        for waiter in lane.live():
+            ahead = add(ahead, waiter.amounts)
+        snapshot = await self.limiter.snapshot(lane.key, lane.plan)
+        return snapshot.wait_for(amounts, ahead)
+
+    async def _too_long(
+        self, lane: _Lane, amounts: Amounts, projected: float, bound: float
+    ) -> WaitTooLong:
+        if math.isinf(projected):
+            snapshot = await self.limiter.snapshot(lane.key, lane.plan)
+            reason = snapshot.exceeded(amounts) or "a limit is zero"
+            message = f"request can never be admitted: {reason}"
+        else:
+            message = f"projected wait {projected:.1f}s exceeds the {bound:.1f}s allowed"
+        return WaitTooLong(message, projected_wait=projected, max_wait=bound, deployment=lane.key)
+
+    async def _pump(self, lane: _Lane) -> None:
+        """Admit the head of the queue as soon as the limiter allows, in order."""
+        loop = asyncio.get_running_loop()
+        while lane.heap:
+            head = lane.heap[0]
+            if head.future.done():
+                heapq.heappop(lane.heap)
+                continue
+            got = await self.limiter.reserve(lane.key, lane.plan, head.amounts)
+            if isinstance(got, Reservation):
+                heapq.heappop(lane.heap)
+                if head.future.done():  # cancelled while the limiter was being asked
+                    await self.limiter.release(got, sent=False)
+                else:
+                    head.future.set_result(got)
+                continue
+            await self._expire(lane, loop.time())
+            if lane.heap and lane.heap[0] is head and not head.future.done():
+                lane.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lane.wake.wait(), got + _EARLY_WAKE_SLACK)
+
+    async def _expire(self, lane: _Lane, now: float) -> None:
+        """Fail, at once, every waiter whose projected wait now exceeds its bound."""
+        snapshot = await self.limiter.snapshot(lane.key, lane.plan)
+        ahead = ZERO
+        for waiter in lane.live():
+            projected = snapshot.wait_for(waiter.amounts, ahead)
+            if projected > waiter.give_up_at - now:
+                error = await self._too_long(lane, waiter.amounts, projected, waiter.bound)
+                waiter.future.set_exception(error)
+            else:
+                ahead = add(ahead, waiter.amounts)
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter for retry ``attempt`` (0-based), ≥ Retry-After."""
+        policy = self.policy
+        delay = min(policy.backoff_max, policy.backoff_base * 2**attempt)
+        delay *= self._rng.uniform(1 - policy.jitter, 1 + policy.jitter)
+        return float(max(delay, retry_after or 0.0))
+
+    async def penalize(self, key: str, plan: Plan, seconds: float) -> None:
+        """Admit nothing on ``key`` for ``seconds``; queued callers re-check their bound."""
+        await self.limiter.block(key, plan, seconds)
+        lane = self._lanes.get(key)
+        if lane is not None:
+            await self._expire(lane, asyncio.get_running_loop().time())
+            lane.wake.set()
+
+    async def reconcile(self, reservation: Reservation, usage: Usage) -> None:
+        await self.limiter.reconcile(reservation, usage)
+        self._poke(reservation.key)
+
+    async def release(self, reservation: Reservation, *, sent: bool) -> None:
+        await self.limiter.release(reservation, sent=sent)
+        self._poke(reservation.key)
+
+    def _poke(self, key: str) -> None:
+        lane = self._lanes.get(key)
+        if lane is not None and lane.heap:
+            lane.wake.set()
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def aclose(self) -> None:
+        """Fail everyone still queued, stop the pumps, finish pending releases."""
+        for lane in self._lanes.values():
+            for waiter in lane.heap:
+                if not waiter.future.done():
+                    waiter.future.cancel()
+            if lane.pump is not None:
+                lane.pump.cancel()
+        pumps = [lane.pump for lane in self._lanes.values() if lane.pump is not None]
+        await asyncio.gather(*pumps, *self._background, return_exceptions=True)
+        self._lanes.clear()
+
+
+def deployment_key(provider: Provider) -> str:
+    """provider + model + a digest of base URL and API key: what limits are counted per.
+
+    The key itself never leaves the process (Redis sees only the digest).
+    """
+    deployment = provider.deployment
+    secret = getattr(provider, "api_key", None) or deployment.api_key or ""
+    account = f"{deployment.base_url or ''}|{secret}"
+    return f"{provider.name}:{deployment.model}:{hashlib.sha256(account.encode()).hexdigest()[:16]}"
+
+
+class ScheduledProvider:
+    """A provider that never sends what its deployment's limits would refuse.
+
+    ``output_reservation`` is reserved for the answer when a request sets no
+    ``max_tokens``; the difference is given back when the real usage is known.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        limits: Limits,
+        *,
+        scheduler: Scheduler | None = None,
+        estimator: Estimator | None = None,
+        output_reservation: int = 1024,
+    ) -> None:
+        self.provider = provider
+        self.limits = limits
+        self.plan = limits.plan()
+        self.scheduler = scheduler or Scheduler()
+        self.estimator = estimator or TiktokenEstimator()
+        self.output_reservation = output_reservation
+        self.calibration = Calibration()
+        self.key = deployment_key(provider)
+        self._owns_scheduler = scheduler is None
+
+    @property
+    def deployment(self) -> str:
+        return self.provider.deployment.id
+
+    def estimate(self, request: ChatRequest) -> tuple[int, Amounts]:
+        """Estimated input tokens, and the units a request reserves."""
+        raw = self.estimator.count_request(request)
+        output = request.max_tokens or self.output_reservation
+        return raw, cost(self.calibration.adjust(self.key, raw), output)
+
+    async def send(
+        self,
+        request: ChatRequest,
+        *,
+        priority: int = 0,
+        deadline: float | None = None,
+        can_fall_back: bool = True,
+    ) -> ChatResponse:
+        raw, amounts = self.estimate(request)
+        ticket = self.scheduler.next_ticket()
+        cause: ProviderError | None = None
+        for attempt in itertools.count():
+            reservation = await self._acquire(
+                amounts, priority, deadline, can_fall_back, ticket, cause
+            )
+            try:
+                response = await self.provider.send(request)
+            except (RateLimited, Overloaded) as exc:
+                await self._back_off(reservation, exc, attempt)
+                cause = exc
+                continue
+            except ProviderError as exc:
+                await self._failed(reservation, exc)
+                raise
+            except BaseException:
+                await self.scheduler.release(reservation, sent=True)
+                raise
+            await self._succeeded(reservation, response.rate_limits, response.usage, raw)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        *,
+        priority: int = 0,
+        deadline: float | None = None,
+        can_fall_back: bool = True,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream events; a 429/529 before the first event is retried like :meth:`send`."""
+        raw, amounts = self.estimate(request)
+        ticket = self.scheduler.next_ticket()
+        cause: ProviderError | None = None
+        for attempt in itertools.count():
+            reservation = await self._acquire(
+                amounts, priority, deadline, can_fall_back, ticket, cause
+            )
+            started = False
+            try:
+                async for event in self.provider.stream(request):
+                    if isinstance(event, StreamStart):
+                        await self.scheduler.limiter.observe(self.key, self.plan, event.rate_limits)
+                    elif isinstance(event, StreamEnd):
+                        usage = event.usage or Usage(
+                            input_tokens=int(amounts[2]), output_tokens=int(amounts[3])
+                        )
+                        await self._succeeded(reservation, None, usage, raw)
+                    started = True
+                    yield event
+            except (RateLimited, Overloaded) as exc:
+                if started:
+                    await self._failed(reservation, exc)
+                    raise
+                await self._back_off(reservation, exc, attempt)
+                cause = exc
+                continue
+            except ProviderError as exc:
+                await self._failed(reservation, exc)
+                raise
+            finally:
+                if not reservation.settled:
+                    await self.scheduler.release(reservation, sent=True)
+            return
+
+    async def _acquire(
+        self,
+        amounts: Amounts,
+        priority: int,
+        deadline: float | None,
+        can_fall_back: bool,
+        ticket: int,
+        cause: ProviderError | None,
+    ) -> Reservation:
+        """Acquire; a :class:`WaitTooLong` after a 429 carries that 429 as its cause."""
+        try:
+            return await self.scheduler.acquire(
+                self.key,
+                self.plan,
+                amounts,
+                priority=priority,
+                deadline=deadline,
+                can_fall_back=can_fall_back,
+                ticket=ticket,
+            )
+        except WaitTooLong as exc:
+            if cause is None:
+                raise
+            raise exc from cause
+
+    async def _back_off(self, reservation: Reservation, exc: ProviderError, attempt: int) -> None:
+        """Release, learn from the headers, block the deployment, or give up."""
+        await self._failed(reservation, exc)
+        if attempt >= self.scheduler.policy.max_rate_limit_retries:
+            raise exc
+        delay = self.scheduler.backoff(attempt, exc.retry_after)
+        log.info("%s: %s; backing off %.2fs", self.deployment, type(exc).__name__, delay)
+        await self.scheduler.penalize(self.key, self.plan, delay)
+
+    async def _failed(self, reservation: Reservation, exc: ProviderError) -> None:
+        await self.scheduler.release(reservation, sent=exc.status_code is not None)
+        await self.scheduler.limiter.observe(self.key, self.plan, exc.rate_limits)
+
+    async def _succeeded(
+        self,
+        reservation: Reservation,
+        info: RateLimitInfo | None,
+        usage: Usage,
+        raw_estimate: int,
+    ) -> None:
+        await self.scheduler.limiter.observe(self.key, self.plan, info)
+        await self.scheduler.reconcile(reservation, usage)
+        self.calibration.observe(self.key, raw_estimate, usage.input_tokens)
+
+    async def aclose(self) -> None:
+        if self._owns_scheduler:
+            await self.scheduler.aclose()
+            await self.scheduler.limiter.aclose()
+        await self.provider.aclose()
+
+
+__all__ = ["ScheduledProvider", "Scheduler", "SchedulerPolicy", "deployment_key"]
