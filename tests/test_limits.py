@@ -1,0 +1,276 @@
+"""The limiter: one behaviour, two backends (memory and a real Redis), checked on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmrelay.limits import Limiter, Limits, MemoryBackend, Reservation, cost
+from llmrelay.limits.plan import TPM
+from llmrelay.limits.redis import RedisBackend
+from llmrelay.simulator.state import Limiter as ProviderBucket
+from llmrelay.types import RateLimitInfo, Usage
+from tests.services import redis_url, require_redis
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_backend(kind: str, clock: FakeClock) -> MemoryBackend | RedisBackend:
+    if kind == "memory":
+        return MemoryBackend(clock=clock)
+    require_redis()
+    return RedisBackend(redis_url(), prefix=f"llmrelay-test:{uuid.uuid4().hex}:", clock=clock)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Limiter, FakeClock]]:
+    clock = FakeClock()
+    backend = make_backend(request.param, clock)
+    yield Limiter(backend), clock
+    await backend.aclose()
+
+
+async def test_rpm_bucket_with_margin(limiter: tuple[Limiter, FakeClock]) -> None:
+    """RPM 12 with margin 2 admits 10 at once, then one every 5 s."""
+    lim, clock = limiter
+    plan = Limits(rpm=12).plan()
+    for _ in range(10):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    wait = await lim.reserve("d", plan, cost(0, 0))
+    assert wait == pytest.approx(5.0)
+    clock.now += 5.0
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+
+
+async def test_min_spacing(limiter: tuple[Limiter, FakeClock]) -> None:
+    """min_spacing sends no burst: one request per 60/RPM seconds."""
+    lim, clock = limiter
+    plan = Limits(rpm=60, min_spacing=True).plan()
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.0)
+    clock.now += 1.0
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+
+
+async def test_reconcile_gives_back_unused_tokens(limiter: tuple[Limiter, FakeClock]) -> None:
+    """A reservation of input + max_tokens shrinks to the real usage."""
+    lim, _ = limiter
+    plan = Limits(tpm=1_000).plan()
+    res = await lim.reserve("d", plan, cost(100, 500))
+    assert isinstance(res, Reservation)
+    assert (await lim.snapshot("d", plan)).levels[TPM] == pytest.approx(400)
+    await lim.reconcile(res, Usage(input_tokens=100, output_tokens=20))
+    assert (await lim.snapshot("d", plan)).levels[TPM] == pytest.approx(880)
+    await lim.reconcile(res, Usage(input_tokens=100, output_tokens=20))  # settled once only
+    assert (await lim.snapshot("d", plan)).levels[TPM] == pytest.approx(880)
+
+
+async def test_usage_above_the_estimate_is_taken(limiter: tuple[Limiter, FakeClock]) -> None:
+    """An under-estimate is charged in full when the real usage arrives."""
+    lim, _ = limiter
+    plan = Limits(tpm=1_000).plan()
+    res = await lim.reserve("d", plan, cost(100, 100))
+    assert isinstance(res, Reservation)
+    await lim.reconcile(res, Usage(input_tokens=300, output_tokens=200))
+    assert (await lim.snapshot("d", plan)).levels[TPM] == pytest.approx(500)
+
+
+async def test_release_returns_tokens_and_unsent_requests(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """A failed call gives its tokens back; the request only if it never reached the provider."""
+    lim, _ = limiter
+    plan = Limits(rpm=12, tpm=1_000).plan()
+    sent = await lim.reserve("d", plan, cost(100, 100))
+    unsent = await lim.reserve("d", plan, cost(100, 100))
+    assert isinstance(sent, Reservation) and isinstance(unsent, Reservation)
+    await lim.release(sent, sent=True)
+    await lim.release(unsent, sent=False)
+    snapshot = await lim.snapshot("d", plan)
+    assert snapshot.levels[TPM] == pytest.approx(1_000)
+    assert snapshot.levels[0] == pytest.approx(10 - 1)
+
+
+async def test_headers_lower_the_limit_at_once(limiter: tuple[Limiter, FakeClock]) -> None:
+    """A reported limit below the configured one, and its remaining count, apply immediately."""
+    lim, _ = limiter
+    plan = Limits(rpm=600, tpm=100_000).plan()
+    await lim.observe(
+        "d",
+        plan,
+        RateLimitInfo(
+            requests_limit=60, requests_remaining=5, tokens_limit=6_000, tokens_remaining=900
+        ),
+    )
+    snapshot = await lim.snapshot("d", plan)
+    assert snapshot.caps[0] == 58 and snapshot.rates[0] == pytest.approx(1.0)
+    assert snapshot.levels[0] == pytest.approx(3)
+    assert snapshot.caps[TPM] == 6_000 and snapshot.levels[TPM] == pytest.approx(900)
+    assert await lim.reserve("d", plan, cost(1_000, 0)) == pytest.approx(1.0)
+
+
+async def test_headers_teach_limits_to_an_unconfigured_deployment(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """A deployment with no configured limits starts limiting once headers report some."""
+    lim, _ = limiter
+    plan = Limits().plan()
+    info = RateLimitInfo(requests_limit=120, requests_remaining=3)  # margin 2: one left
+    await lim.observe("d", plan, info)
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(0.5)
+
+
+async def test_block_holds_everything_until_retry_after(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """After a 429's Retry-After, nothing is admitted until it has passed."""
+    lim, clock = limiter
+    plan = Limits(rpm=600).plan()
+    await lim.block("d", plan, 7.5)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(7.5)
+    clock.now += 7.5
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+
+
+async def test_request_larger_than_a_limit_never_fits(limiter: tuple[Limiter, FakeClock]) -> None:
+    """Needing more tokens than the per-minute limit is reported as an infinite wait."""
+    lim, _ = limiter
+    plan = Limits(tpm=1_000).plan()
+    assert math.isinf(await lim.reserve("d", plan, cost(900, 200)))
+    snapshot = await lim.snapshot("d", plan)
+    assert snapshot.exceeded(cost(900, 200)) == "it needs 1100 tokens/min but the limit is 1000"
+
+
+async def test_requests_per_day_reset_at_midnight(limiter: tuple[Limiter, FakeClock]) -> None:
+    """RPD is a daily counter: exhausted, the wait is the time left in the day."""
+    lim, _ = limiter
+    plan = Limits(rpd=3, safety_margin=0).plan()
+    for _ in range(3):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    wait = await lim.reserve("d", plan, cost(0, 0))
+    assert 0 < wait <= 86_400
+
+
+async def test_deployments_are_independent(limiter: tuple[Limiter, FakeClock]) -> None:
+    """Limits are kept per deployment key."""
+    lim, _ = limiter
+    plan = Limits(rpm=3, safety_margin=0).plan()
+    for key in ("a", "b"):
+        for _ in range(3):
+            assert isinstance(await lim.reserve(key, plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("a", plan, cost(0, 0)) > 0
+
+
+# -- properties -------------------------------------------------------------------------
+
+steps = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=5),  # seconds until the next request
+        st.integers(min_value=1, max_value=400),  # its input tokens
+        st.integers(min_value=1, max_value=400),  # its max_tokens
+        st.integers(min_value=0, max_value=400),  # output it really produced
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def run(kind: str, scenario: Callable[[Limiter, FakeClock], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        clock = FakeClock()
+        backend = make_backend(kind, clock)
+        try:
+            return await scenario(Limiter(backend), clock)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=steps)
+def test_never_admits_what_the_provider_would_refuse(kind: str, steps: list[Any]) -> None:
+    """Every admission fits the provider's own bucket; any window holds ≤ cap + rate·length."""
+    tpm, rpm = 2_000, 30
+    plan = Limits(rpm=rpm, tpm=tpm, safety_margin=0).plan()
+    provider = ProviderBucket()
+    admitted: list[tuple[float, float]] = []
+
+    async def scenario(lim: Limiter, clock: FakeClock) -> None:
+        provider._clock = clock
+        for delay, prompt, max_tokens, output in steps:
+            clock.now += delay
+            res = await lim.reserve("d", plan, cost(prompt, max_tokens))
+            if not isinstance(res, Reservation):
+                continue
+            refusal = provider.admit("k", "m", rpm, tpm, prompt + max_tokens)
+            assert refusal is None, f"the provider would refuse: {refusal}"
+            used = min(output, max_tokens)
+            provider.give_back("k", "m", tpm, max_tokens - used)
+            await lim.reconcile(res, Usage(input_tokens=prompt, output_tokens=used))
+            admitted.append((clock.now, prompt + used))
+
+    run(kind, scenario)
+    rate = tpm / 60
+    for i, (start, _) in enumerate(admitted):
+        total = 0.0
+        for end, tokens in admitted[i:]:
+            total += tokens
+            assert total <= tpm + rate * (end - start) + 1e-6
+
+
+operations = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=300),  # input tokens reserved
+        st.integers(min_value=1, max_value=300),  # max_tokens reserved
+        st.sampled_from(["reconcile", "release-sent", "release-unsent"]),
+        st.integers(min_value=0, max_value=300),  # output really produced
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=operations)
+def test_reserve_reconcile_release_never_leak(kind: str, ops: list[Any]) -> None:
+    """After every reservation is settled, exactly the real usage is gone — no more, no less."""
+    plan = Limits(rpm=1_000, tpm=1_000_000, safety_margin=0).plan()
+
+    async def scenario(lim: Limiter, clock: FakeClock) -> tuple[float, float, float, float]:
+        spent_tokens = spent_requests = 0.0
+        held: list[tuple[Reservation, str, int, int]] = []
+        for prompt, max_tokens, outcome, output in ops:
+            res = await lim.reserve("d", plan, cost(prompt, max_tokens))
+            assert isinstance(res, Reservation)
+            held.append((res, outcome, prompt, min(output, max_tokens)))
+        for res, outcome, prompt, output in reversed(held):
+            if outcome == "reconcile":
+                await lim.reconcile(res, Usage(input_tokens=prompt, output_tokens=output))
+                spent_tokens += prompt + output
+                spent_requests += 1
+            else:
+                await lim.release(res, sent=outcome == "release-sent")
+                spent_requests += outcome == "release-sent"
+        snapshot = await lim.snapshot("d", plan)
+        return snapshot.levels[TPM], spent_tokens, snapshot.levels[0], spent_requests
+
+    tokens_left, spent_tokens, requests_left, spent_requests = run(kind, scenario)
+    assert tokens_left == pytest.approx(1_000_000 - spent_tokens)
+    assert requests_left == pytest.approx(1_000 - spent_requests)
