@@ -17,7 +17,7 @@ from llmrelay.limits.plan import TPM
 from llmrelay.limits.redis import RedisBackend
 from llmrelay.simulator.state import Limiter as ProviderBucket
 from llmrelay.types import RateLimitInfo, Usage
-from tests.services import redis_url, require_redis
+from services import redis_url, require_redis
 
 
 class FakeClock:
@@ -68,7 +68,7 @@ async def test_min_spacing(limiter: tuple[Limiter, FakeClock]) -> None:
 async def test_reconcile_gives_back_unused_tokens(limiter: tuple[Limiter, FakeClock]) -> None:
     """A reservation of input + max_tokens shrinks to the real usage."""
     lim, _ = limiter
-    plan = Limits(tpm=1_000).plan()
+    plan = Limits(tpm=1_000, token_margin=0).plan()
     res = await lim.reserve("d", plan, cost(100, 500))
     assert isinstance(res, Reservation)
     assert (await lim.snapshot("d", plan)).levels[TPM] == pytest.approx(400)
@@ -81,7 +81,7 @@ async def test_reconcile_gives_back_unused_tokens(limiter: tuple[Limiter, FakeCl
 async def test_usage_above_the_estimate_is_taken(limiter: tuple[Limiter, FakeClock]) -> None:
     """An under-estimate is charged in full when the real usage arrives."""
     lim, _ = limiter
-    plan = Limits(tpm=1_000).plan()
+    plan = Limits(tpm=1_000, token_margin=0).plan()
     res = await lim.reserve("d", plan, cost(100, 100))
     assert isinstance(res, Reservation)
     await lim.reconcile(res, Usage(input_tokens=300, output_tokens=200))
@@ -93,7 +93,7 @@ async def test_release_returns_tokens_and_unsent_requests(
 ) -> None:
     """A failed call gives its tokens back; the request only if it never reached the provider."""
     lim, _ = limiter
-    plan = Limits(rpm=12, tpm=1_000).plan()
+    plan = Limits(rpm=12, tpm=1_000, token_margin=0).plan()
     sent = await lim.reserve("d", plan, cost(100, 100))
     unsent = await lim.reserve("d", plan, cost(100, 100))
     assert isinstance(sent, Reservation) and isinstance(unsent, Reservation)
@@ -107,7 +107,7 @@ async def test_release_returns_tokens_and_unsent_requests(
 async def test_headers_lower_the_limit_at_once(limiter: tuple[Limiter, FakeClock]) -> None:
     """A reported limit below the configured one, and its remaining count, apply immediately."""
     lim, _ = limiter
-    plan = Limits(rpm=600, tpm=100_000).plan()
+    plan = Limits(rpm=600, tpm=100_000, token_margin=0).plan()
     await lim.observe(
         "d",
         plan,
@@ -120,6 +120,19 @@ async def test_headers_lower_the_limit_at_once(limiter: tuple[Limiter, FakeClock
     assert snapshot.levels[0] == pytest.approx(3)
     assert snapshot.caps[TPM] == 6_000 and snapshot.levels[TPM] == pytest.approx(900)
     assert await lim.reserve("d", plan, cost(1_000, 0)) == pytest.approx(1.0)
+
+
+async def test_token_margin_holds_back_a_share_of_the_limit(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """1 % of a token limit is kept in hand, for configured and reported limits alike."""
+    lim, _ = limiter
+    plan = Limits(tpm=10_000).plan()
+    assert (await lim.snapshot("d", plan)).caps[TPM] == 9_900
+    await lim.observe("d", plan, RateLimitInfo(tokens_limit=20_000, tokens_remaining=5_000))
+    snapshot = await lim.snapshot("d", plan)
+    assert snapshot.caps[TPM] == 19_800
+    assert snapshot.levels[TPM] == pytest.approx(4_800)
 
 
 async def test_headers_teach_limits_to_an_unconfigured_deployment(
@@ -149,7 +162,7 @@ async def test_block_holds_everything_until_retry_after(
 async def test_request_larger_than_a_limit_never_fits(limiter: tuple[Limiter, FakeClock]) -> None:
     """Needing more tokens than the per-minute limit is reported as an infinite wait."""
     lim, _ = limiter
-    plan = Limits(tpm=1_000).plan()
+    plan = Limits(tpm=1_000, token_margin=0).plan()
     assert math.isinf(await lim.reserve("d", plan, cost(900, 200)))
     snapshot = await lim.snapshot("d", plan)
     assert snapshot.exceeded(cost(900, 200)) == "it needs 1100 tokens/min but the limit is 1000"
@@ -207,7 +220,7 @@ def run(kind: str, scenario: Callable[[Limiter, FakeClock], Awaitable[Any]]) -> 
 def test_never_admits_what_the_provider_would_refuse(kind: str, steps: list[Any]) -> None:
     """Every admission fits the provider's own bucket; any window holds ≤ cap + rate·length."""
     tpm, rpm = 2_000, 30
-    plan = Limits(rpm=rpm, tpm=tpm, safety_margin=0).plan()
+    plan = Limits(rpm=rpm, tpm=tpm, safety_margin=0, token_margin=0).plan()
     provider = ProviderBucket()
     admitted: list[tuple[float, float]] = []
 
@@ -251,7 +264,7 @@ operations = st.lists(
 @given(ops=operations)
 def test_reserve_reconcile_release_never_leak(kind: str, ops: list[Any]) -> None:
     """After every reservation is settled, exactly the real usage is gone — no more, no less."""
-    plan = Limits(rpm=1_000, tpm=1_000_000, safety_margin=0).plan()
+    plan = Limits(rpm=1_000, tpm=1_000_000, safety_margin=0, token_margin=0).plan()
 
     async def scenario(lim: Limiter, clock: FakeClock) -> tuple[float, float, float, float]:
         spent_tokens = spent_requests = 0.0

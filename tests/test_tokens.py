@@ -94,7 +94,7 @@ def test_registry_per_provider() -> None:
 
 
 def test_calibration_learns_and_is_bounded() -> None:
-    """Reported usage pulls the ratio towards it; outliers are clipped to 0.5–3×."""
+    """Reported usage pulls the ratio towards it; outliers are clipped to 0.5 to 3 times."""
     calibration = Calibration(alpha=0.5)
     assert calibration.adjust("d", 100) == 100
     calibration.observe("d", 100, 130)

@@ -190,6 +190,16 @@ class Scheduler:
 
     async def _pump(self, lane: _Lane) -> None:
         """Admit the head of the queue as soon as the limiter allows, in order."""
+        try:
+            await self._admit_in_order(lane)
+        except Exception as exc:  # a broken backend must fail the queue, not strand it
+            log.exception("scheduler queue for %s failed", lane.key)
+            for waiter in lane.heap:
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+            lane.heap.clear()
+
+    async def _admit_in_order(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
         while lane.heap:
             head = lane.heap[0]
@@ -198,7 +208,7 @@ class Scheduler:
                 continue
             got = await self.limiter.reserve(lane.key, lane.plan, head.amounts)
             if isinstance(got, Reservation):
-                heapq.heappop(lane.heap)
+                _remove(lane.heap, head)  # an earlier ticket may have arrived meanwhile
                 if head.future.done():  # cancelled while the limiter was being asked
                     await self.limiter.release(got, sent=False)
                 else:
@@ -266,6 +276,14 @@ class Scheduler:
         pumps = [lane.pump for lane in self._lanes.values() if lane.pump is not None]
         await asyncio.gather(*pumps, *self._background, return_exceptions=True)
         self._lanes.clear()
+
+
+def _remove(heap: list[_Waiter], waiter: _Waiter) -> None:
+    if heap[0] is waiter:
+        heapq.heappop(heap)
+    else:
+        heap.remove(waiter)
+        heapq.heapify(heap)
 
 
 def deployment_key(provider: Provider) -> str:

@@ -86,10 +86,12 @@ class _State:
         # (Anthropic's ITPM), it governs that bucket instead.
         tokens = ITPM if not plan.caps[TPM] and plan.caps[ITPM] else TPM
         if info.tokens_limit:
-            self.learned_caps[tokens] = float(info.tokens_limit)
+            self.learned_caps[tokens] = math.floor(info.tokens_limit * (1 - plan.token_margin))
             self.learned_rates[tokens] = info.tokens_limit / 60.0
         if info.tokens_remaining is not None:
-            self._lower(tokens, float(info.tokens_remaining))
+            cap = self.caps(plan)[tokens]
+            held = cap / (1 - plan.token_margin) * plan.token_margin if cap else 0.0
+            self._lower(tokens, info.tokens_remaining - held)
         caps = self.caps(plan)
         for i in ROLLING:
             if not math.isnan(self.levels[i]):

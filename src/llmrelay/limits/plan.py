@@ -11,7 +11,11 @@ A deployment has up to five limits, always in this order (:data:`DIMENSIONS`):
 
 The seeds' policy is here as configuration: ``safety_margin`` keeps that many requests of
 headroom under the RPM and RPD limits (default 2), and ``min_spacing`` sends at most one
-request every 60/RPM seconds (no bursts).
+request every 60/RPM seconds (no bursts). Token limits keep ``token_margin`` (default
+1 %) in hand: the provider's clock runs behind ours by the network and queueing delay, and
+requests sent exactly at the refill rate can reach it closer together than they left; 1 %
+of a minute's allowance absorbs 0.6 s of such skew. A margin shrinks only the burst, never
+the refill rate, so steady-state throughput stays at the full limit.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     otpm: int | None = None
     rpd: int | None = None
     safety_margin: int = 2
+    token_margin: float = 0.01
     min_spacing: bool = False
     day_reset_tz: str = "UTC"
 
@@ -51,6 +56,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if self.safety_margin < 0:
             raise ValueError(f"safety_margin must be >= 0, got {self.safety_margin}")
+        if not 0 <= self.token_margin < 0.5:
+            raise ValueError(f"token_margin must be in [0, 0.5), got {self.token_margin}")
         try:
             ZoneInfo(self.day_reset_tz)
         except (KeyError, ValueError):
@@ -67,12 +74,15 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
         for i in (RPM, RPD):
             if caps[i]:
                 caps[i] = max(1.0, caps[i] - self.safety_margin)
+        for i in (TPM, ITPM, OTPM):
+            caps[i] = math.floor(caps[i] * (1 - self.token_margin))
         if self.min_spacing and caps[RPM]:
             caps[RPM] = 1.0
         return Plan(
             caps=(caps[0], caps[1], caps[2], caps[3], caps[4]),
             rates=(rates[0], rates[1], rates[2], rates[3]),
             margin=self.safety_margin,
+            token_margin=self.token_margin,
             day_tz=self.day_reset_tz,
         )
 
@@ -83,6 +93,7 @@ class Plan(msgspec.Struct, frozen=True):
     caps: Amounts
     rates: tuple[float, float, float, float]
     margin: int = 0
+    token_margin: float = 0.0
     day_tz: str = "UTC"
 
     def day(self, wall: float) -> tuple[int, float]:

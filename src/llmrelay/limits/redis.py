@@ -32,7 +32,7 @@ log = logging.getLogger("llmrelay.limits")
 T = TypeVar("T")
 
 # ARGV: 1 now ("" = Redis TIME), 2 day, 3 seconds left in the day, 4-8 caps, 9-12 rates,
-# 13 margin, 14.. the operation's own arguments.
+# 13 request margin, 14 token margin, 15.. the operation's own arguments.
 _PRELUDE = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -41,6 +41,7 @@ if now == nil then
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local day, day_left, margin = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
+local token_margin = tonumber(ARGV[14])
 local f = redis.call('HMGET', key, 'l1', 'l2', 'l3', 'l4', 'st', 'c1', 'c2', 'c3', 'c4', 'c5',
   'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b')
 local caps, rates, levels, learned = {}, {}, {}, {}
@@ -93,7 +94,7 @@ local function wait_for(a)
 end
 local function amounts()
   local a = {}
-  for i = 1, 5 do a[i] = tonumber(ARGV[13 + i]) end
+  for i = 1, 5 do a[i] = tonumber(ARGV[14 + i]) end
   return a
 end
 """
@@ -119,13 +120,13 @@ save()
 return 1
 """
 
-# ARGV 14-17: requests limit, requests remaining, tokens limit, tokens remaining ("" = none)
+# ARGV 15-18: requests limit, requests remaining, tokens limit, tokens remaining ("" = none)
 _OBSERVE = """
 local function lower(i, remaining)
   if levels[i] == nil then levels[i] = remaining else levels[i] = math.min(levels[i], remaining) end
 end
-local rl, rr = tonumber(ARGV[14]), tonumber(ARGV[15])
-local tl, tr = tonumber(ARGV[16]), tonumber(ARGV[17])
+local rl, rr = tonumber(ARGV[15]), tonumber(ARGV[16])
+local tl, tr = tonumber(ARGV[17]), tonumber(ARGV[18])
 if rl ~= nil and rl > 0 then
   caps[1] = math.max(1, rl - margin)
   redis.call('HSET', key, 'c1', num(caps[1]), 'r1', num(rl / 60))
@@ -134,10 +135,14 @@ if rr ~= nil then lower(1, rr - margin) end
 local t = 2
 if tonumber(ARGV[5]) == 0 and tonumber(ARGV[6]) > 0 then t = 3 end
 if tl ~= nil and tl > 0 then
-  caps[t] = tl
-  redis.call('HSET', key, 'c' .. t, num(tl), 'r' .. t, num(tl / 60))
+  caps[t] = math.floor(tl * (1 - token_margin))
+  redis.call('HSET', key, 'c' .. t, num(caps[t]), 'r' .. t, num(tl / 60))
 end
-if tr ~= nil then lower(t, tr) end
+if tr ~= nil then
+  local held = 0
+  if caps[t] > 0 then held = caps[t] / (1 - token_margin) * token_margin end
+  lower(t, tr - held)
+end
 for i = 1, 4 do
   if levels[i] ~= nil and caps[i] > 0 then levels[i] = math.min(levels[i], caps[i]) end
 end
@@ -146,7 +151,7 @@ return 1
 """
 
 _BLOCK = """
-blocked = math.max(blocked, now + tonumber(ARGV[14]))
+blocked = math.max(blocked, now + tonumber(ARGV[15]))
 save()
 return 1
 """
@@ -186,6 +191,8 @@ class RedisBackend:
         fallback_share: float = 1.0,
         retry_interval: float = 1.0,
         timeout: float = 0.5,
+        max_connections: int = 32,
+        pool_wait: float = 30.0,
         clock: Clock | None = None,
         wall: Clock = time.time,
         client: aioredis.Redis | None = None,
@@ -197,9 +204,18 @@ class RedisBackend:
         self.fallback_share = fallback_share
         self.retry_interval = retry_interval
         self.metrics = LimiterMetrics()
-        self._redis = client or aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        if client is None:
+            # A bounded pool that queues callers: a burst must not open a connection per
+            # waiter (Redis would refuse past maxclients) or fail for want of one.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=pool_wait,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+            client = aioredis.Redis(connection_pool=pool)
+        self._redis = client
         self._clock = clock
         self._wall = wall
         self._local = MemoryBackend(clock=clock or time.monotonic, wall=wall)
@@ -219,7 +235,7 @@ class RedisBackend:
         day, day_left = plan.day(self._wall())
         now = "" if self._clock is None else repr(self._clock())
         return [now, day, repr(day_left), *map(repr, plan.caps), *map(repr, plan.rates),
-                plan.margin, *extra]  # fmt: skip
+                plan.margin, repr(plan.token_margin), *extra]  # fmt: skip
 
     async def _run(
         self,

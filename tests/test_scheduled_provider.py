@@ -1,0 +1,280 @@
+"""ScheduledProvider against the simulator over real HTTP: providers never answer 429."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmrelay.errors import ProviderUnavailable, RateLimited, WaitTooLong
+from llmrelay.limits import Limiter, Limits
+from llmrelay.limits.plan import RPM, TPM
+from llmrelay.limits.redis import RedisBackend
+from llmrelay.providers import Deployment, HttpClient, Provider, default_registry
+from llmrelay.scheduling import ScheduledProvider, Scheduler, SchedulerPolicy
+from llmrelay.testing import SimulatorHandle
+from llmrelay.types import ChatRequest, Message, TextDelta
+from services import redis_url, require_redis
+
+PROMPT = ChatRequest(
+    messages=[Message(role="user", content="count these words " * 3)], max_tokens=4
+)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HttpClient]:
+    async with HttpClient() as http:
+        yield http
+
+
+def make_provider(sim: SimulatorHandle, client: HttpClient, key: str = "sk-sched") -> Provider:
+    deployment = Deployment(
+        provider="openai", model="sim-openai", api_key=key, base_url=sim.url + "/v1"
+    )
+    return default_registry().create(deployment, client)
+
+
+def scheduled(provider: Provider, limits: Limits, **policy: float) -> ScheduledProvider:
+    scheduler = Scheduler(Limiter(), SchedulerPolicy(**policy))  # type: ignore[arg-type]
+    return ScheduledProvider(provider, limits, scheduler=scheduler)
+
+
+def tokens_per_request(sim: SimulatorHandle, key: str) -> int:
+    usage = sim.usage(key, "sim-openai")
+    return int((usage["input_tokens"] + usage["output_tokens"]) / usage["requests"])
+
+
+async def test_burst_above_rpm_and_tpm_gets_no_429(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """A burst beyond both the minute's RPM and TPM is answered in full, with zero 429s."""
+    await make_provider(simulator, client, "sk-probe").send(PROMPT)
+    per_request = tokens_per_request(simulator, "sk-probe")
+    burst = 640
+    rpm, tpm = int(burst / 1.04), int(burst * per_request / 1.06)
+    simulator.set_limits("sim-openai", rpm=rpm, tpm=tpm)
+    provider = scheduled(make_provider(simulator, client), Limits(rpm=rpm, tpm=tpm))
+    results = await asyncio.gather(*(provider.send(PROMPT) for _ in range(burst)))
+    assert len(results) == burst
+    usage = simulator.usage("sk-sched", "sim-openai")
+    assert usage["requests"] == burst
+    assert usage["refused"] == {}
+    assert usage["input_tokens"] + usage["output_tokens"] > tpm
+    await provider.scheduler.aclose()
+
+
+async def test_stream_is_scheduled_and_reconciled(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """Streams are admitted by the same limits and give back unused tokens at the end."""
+    simulator.set_limits("sim-openai", rpm=100, tpm=100_000)
+    provider = scheduled(make_provider(simulator, client), Limits(rpm=100, tpm=100_000))
+    request = ChatRequest(messages=PROMPT.messages, max_tokens=500)
+    text = "".join([e.text async for e in provider.stream(request) if isinstance(e, TextDelta)])
+    assert text.startswith("Echo:")
+    usage = simulator.usage("sk-sched", "sim-openai")
+    snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
+    used = usage["input_tokens"] + usage["output_tokens"]
+    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM] - used, abs=5)
+
+
+async def test_errors_release_the_reservation(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """A call that fails gives back its tokens (the request itself was counted upstream)."""
+    simulator.set_faults("sim-openai", {"500": 1.0})
+    provider = scheduled(make_provider(simulator, client), Limits(rpm=100, tpm=10_000))
+    with pytest.raises(ProviderUnavailable):
+        await provider.send(PROMPT)
+    snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
+    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM], abs=1)
+    assert snapshot.levels[RPM] == pytest.approx(100 - 2 - 1, abs=0.1)
+
+
+async def test_cancellation_releases_the_reservation(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """A caller cancelled mid-call, or while queued, leaves no tokens reserved."""
+    simulator.set_model("sim-openai", ttft_ms=2_000)
+    provider = scheduled(
+        make_provider(simulator, client), Limits(rpm=600, tpm=10_000, min_spacing=True)
+    )
+    in_flight = asyncio.create_task(provider.send(PROMPT))
+    await asyncio.sleep(0.05)
+    queued = asyncio.create_task(provider.send(PROMPT))
+    await asyncio.sleep(0.02)
+    assert provider.scheduler.queued(provider.key) == 1
+    for task in (in_flight, queued):
+        task.cancel()
+    await asyncio.gather(in_flight, queued, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert provider.scheduler.queued(provider.key) == 0
+    snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
+    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM], abs=1)
+
+
+async def test_lower_limit_in_headers_slows_down_at_once(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """Configured for 6000 RPM, the scheduler adopts the 10 RPM the headers report."""
+    simulator.set_limits("sim-openai", rpm=10)
+    provider = scheduled(
+        make_provider(simulator, client), Limits(rpm=6_000), max_wait_before_fallback=2.0
+    )
+    await provider.send(PROMPT)
+    results = await asyncio.gather(
+        *(provider.send(PROMPT) for _ in range(10)), return_exceptions=True
+    )
+    served = [r for r in results if not isinstance(r, BaseException)]
+    too_long = [r for r in results if isinstance(r, WaitTooLong)]
+    # 10 per minute, 9 left after the first, 2 kept as margin: 7 now, the rest 6 s apart.
+    assert (len(served), len(too_long)) == (7, 3)
+    assert simulator.usage("sk-sched", "sim-openai")["refused"] == {}
+
+
+async def test_retry_after_is_honoured(
+    simulator: SimulatorHandle, client: HttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When someone else drained the quota, the 429's Retry-After is waited out, then it works."""
+    simulator.set_limits("sim-openai", rpm=120)
+    other, drained = make_provider(simulator, client), 0
+    while not drained:  # another client of the same key uses up the minute
+        try:
+            await other.send(PROMPT)
+        except RateLimited:
+            drained = 1
+    served_before = simulator.usage("sk-sched", "sim-openai")["requests"]
+    provider = scheduled(make_provider(simulator, client), Limits())
+    caplog.set_level(logging.INFO, logger="llmrelay.scheduling")
+    started = time.monotonic()
+    response = await provider.send(PROMPT)
+    elapsed = time.monotonic() - started
+    assert response.content.startswith("Echo:")
+    usage = simulator.usage("sk-sched", "sim-openai")
+    assert usage["refused"] == {"429": 2}  # the drain's and ours, then none
+    assert usage["requests"] == served_before + 1
+    assert elapsed >= 0.5  # the simulator's Retry-After for one request at 2/s
+    assert "RateLimited; backing off" in caplog.text
+
+
+async def test_long_retry_after_raises_for_fallback_at_once(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """The 90-second rule after a 429: a Retry-After past the bound raises immediately."""
+    simulator.set_limits("sim-openai", rpm=1)
+    await make_provider(simulator, client).send(PROMPT)
+    provider = scheduled(make_provider(simulator, client), Limits(), max_wait_before_fallback=5.0)
+    started = time.monotonic()
+    with pytest.raises(WaitTooLong) as caught:
+        await provider.send(PROMPT)
+    assert time.monotonic() - started < 1.0
+    assert isinstance(caught.value.__cause__, RateLimited)
+    assert caught.value.projected_wait > 5.0
+
+
+async def test_three_processes_share_one_limit_through_redis(
+    simulator: SimulatorHandle,
+) -> None:
+    """Three replicas sharing Redis together get zero 429s from one simulator limit."""
+    require_redis()
+    per_process, rpm, tpm = 220, 600, 12_000
+    simulator.set_limits("sim-openai", rpm=rpm, tpm=tpm)
+    prefix = f"llmrelay-test:{uuid.uuid4().hex}:"
+    worker = str(Path(__file__).with_name("scheduled_worker.py"))
+    command = [sys.executable, worker, simulator.url, redis_url(), prefix]
+    command += [str(per_process), str(rpm), str(tpm)]
+
+    def replica() -> dict[str, Any]:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    outputs = await asyncio.gather(*(asyncio.to_thread(replica) for _ in range(3)))
+    assert [o["errors"] for o in outputs] == [[], [], []]
+    assert sum(o["ok"] for o in outputs) == 3 * per_process
+    usage = simulator.usage("sk-shared", "sim-openai")
+    assert usage["refused"] == {}
+    assert usage["requests"] == 3 * per_process > rpm
+    assert usage["input_tokens"] + usage["output_tokens"] > tpm
+
+
+async def test_redis_outage_falls_back_to_local_state_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down: decisions go on locally, logged once and counted; Redis back: used again."""
+    server = _PrivateRedis(tmp_path)
+    backend = RedisBackend(server.url, prefix="t:", retry_interval=0.2, timeout=0.2)
+    limiter = Limiter(backend)
+    plan = Limits(rpm=100).plan()
+    try:
+        server.start()
+        assert not isinstance(await limiter.reserve("d", plan, (1, 0, 0, 0, 1)), float)
+        assert backend.metrics.redis_available
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="llmrelay.limits"):
+            for _ in range(5):
+                assert not isinstance(await limiter.reserve("d", plan, (1, 0, 0, 0, 1)), float)
+        assert not backend.metrics.redis_available
+        assert backend.metrics.fallback_decisions == 5
+        assert caplog.text.count("is unreachable") == 1
+        server.start()
+        await asyncio.sleep(0.25)
+        await limiter.reserve("d", plan, (1, 0, 0, 0, 1))
+        assert backend.metrics.redis_available
+        assert backend.metrics.outages == 1
+        snapshot = await limiter.snapshot("d", plan)
+        assert snapshot.caps[RPM] == 98  # read from the restarted Redis (which kept nothing)
+    finally:
+        server.stop()
+        await backend.aclose()
+
+
+class _PrivateRedis:
+    """A redis-server of our own on a free port, to stop and start at will."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        import socket
+
+        if not any(
+            os.access(os.path.join(d, "redis-server"), os.X_OK)
+            for d in os.environ.get("PATH", "").split(os.pathsep)
+        ):
+            pytest.skip("redis-server is not installed")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tmp_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        import socket
+
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None

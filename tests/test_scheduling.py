@@ -1,0 +1,195 @@
+"""The scheduler: order, priorities, the 90-second rule, cancellation, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import time
+
+import pytest
+
+from llmrelay.errors import WaitTooLong
+from llmrelay.limits import Amounts, Limiter, Limits, MemoryBackend, Plan, Reservation, cost
+from llmrelay.limits.plan import TPM
+from llmrelay.scheduling import Scheduler, SchedulerPolicy
+
+REQUEST = cost(0, 0)
+
+
+@pytest.fixture
+async def scheduler() -> Scheduler:
+    return Scheduler(Limiter(), SchedulerPolicy(max_wait_before_fallback=5.0))
+
+
+async def test_waiters_are_admitted_in_order_at_their_slot(scheduler: Scheduler) -> None:
+    """At 1200 RPM with no burst, five callers are admitted 50 ms apart, in arrival order."""
+    plan = Limits(rpm=1200, min_spacing=True).plan()
+    admitted: list[tuple[int, float]] = []
+    started = time.monotonic()
+
+    async def call(n: int) -> None:
+        await scheduler.acquire("d", plan, REQUEST)
+        admitted.append((n, time.monotonic() - started))
+
+    tasks = []
+    for n in range(5):
+        tasks.append(asyncio.create_task(call(n)))
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert [n for n, _ in admitted] == [0, 1, 2, 3, 4]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(admitted)]
+    assert all(gap >= 0.045 for gap in gaps), gaps
+    await scheduler.aclose()
+
+
+async def test_higher_priority_goes_first(scheduler: Scheduler) -> None:
+    """Among queued callers, a higher priority is admitted before earlier arrivals."""
+    plan = Limits(rpm=600, min_spacing=True).plan()
+    await scheduler.acquire("d", plan, REQUEST)  # the bucket is now empty for 100 ms
+    order: list[str] = []
+
+    async def call(name: str, priority: int) -> None:
+        await scheduler.acquire("d", plan, REQUEST, priority=priority)
+        order.append(name)
+
+    low = [asyncio.create_task(call(f"low{n}", 0)) for n in range(2)]
+    await asyncio.sleep(0.01)
+    high = asyncio.create_task(call("high", 5))
+    await asyncio.gather(*low, high)
+    assert order[0] == "high"
+    await scheduler.aclose()
+
+
+async def test_projected_wait_beyond_the_bound_raises_at_once(scheduler: Scheduler) -> None:
+    """The 90-second rule (here 5 s): a wait projected past the bound fails immediately."""
+    plan = Limits(rpm=60, safety_margin=0).plan()
+    for _ in range(60):
+        await scheduler.acquire("d", plan, REQUEST)
+    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(6)]
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(WaitTooLong) as caught:
+        await scheduler.acquire("d", plan, REQUEST)  # 7th in line: about 7 s away
+    assert time.monotonic() - started < 0.1
+    assert caught.value.projected_wait > 5.0
+    assert caught.value.max_wait == 5.0
+    for task in queued:
+        task.cancel()
+    await asyncio.gather(*queued, return_exceptions=True)
+    await scheduler.aclose()
+
+
+async def test_without_fallback_the_longer_bound_applies() -> None:
+    """can_fall_back=False waits up to max_wait_seconds instead of raising at 90 s."""
+    policy = SchedulerPolicy(max_wait_before_fallback=0.01, max_wait_seconds=1.0)
+    scheduler = Scheduler(Limiter(), policy)
+    plan = Limits(rpm=600, min_spacing=True).plan()
+    await scheduler.acquire("d", plan, REQUEST)
+    with pytest.raises(WaitTooLong):
+        await scheduler.acquire("d", plan, REQUEST)
+    assert isinstance(await scheduler.acquire("d", plan, REQUEST, can_fall_back=False), Reservation)
+    await scheduler.aclose()
+
+
+async def test_deadline_bounds_the_wait(scheduler: Scheduler) -> None:
+    """A caller's deadline is a tighter bound than the policy's."""
+    plan = Limits(rpm=600, min_spacing=True).plan()
+    await scheduler.acquire("d", plan, REQUEST)
+    with pytest.raises(WaitTooLong):
+        await scheduler.acquire("d", plan, REQUEST, deadline=time.monotonic() + 0.01)
+
+
+async def test_request_that_can_never_fit_raises(scheduler: Scheduler) -> None:
+    """More tokens than the per-minute limit is refused at once, saying which limit."""
+    plan = Limits(tpm=1_000, token_margin=0).plan()
+    with pytest.raises(WaitTooLong, match="needs 1500 tokens/min but the limit is 1000") as caught:
+        await scheduler.acquire("d", plan, cost(1_000, 500))
+    assert math.isinf(caught.value.projected_wait)
+
+
+async def test_cancelled_waiter_leaves_the_queue_and_frees_nothing_twice(
+    scheduler: Scheduler,
+) -> None:
+    """A cancelled caller is removed; the token bucket ends exactly as if it never came."""
+    plan = Limits(rpm=600, tpm=10_000, token_margin=0, min_spacing=True).plan()
+    first = await scheduler.acquire("d", plan, cost(100, 100))
+    waiting = asyncio.create_task(scheduler.acquire("d", plan, cost(100, 100)))
+    await asyncio.sleep(0.01)
+    assert scheduler.queued("d") == 1
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert scheduler.queued("d") == 0
+    await scheduler.release(first, sent=False)
+    await asyncio.sleep(0.15)
+    snapshot = await scheduler.limiter.snapshot("d", plan)
+    assert snapshot.levels[TPM] == pytest.approx(10_000)
+    await scheduler.aclose()
+
+
+async def test_block_fails_queued_callers_whose_bound_it_breaks(scheduler: Scheduler) -> None:
+    """A Retry-After longer than the bound fails everyone queued at once."""
+    plan = Limits(rpm=600, min_spacing=True).plan()
+    await scheduler.acquire("d", plan, REQUEST)
+    queued = asyncio.create_task(scheduler.acquire("d", plan, REQUEST))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await scheduler.penalize("d", plan, 30.0)
+    with pytest.raises(WaitTooLong):
+        await queued
+    assert time.monotonic() - started < 0.1
+
+
+def test_backoff_is_exponential_jittered_and_never_below_retry_after() -> None:
+    """Backoff doubles per attempt within ±jitter, is capped, and respects Retry-After."""
+    policy = SchedulerPolicy(backoff_base=1.0, backoff_max=8.0, jitter=0.25)
+    scheduler = Scheduler(policy=policy, rng=random.Random(3))
+    for attempt, nominal in enumerate([1, 2, 4, 8, 8]):
+        delay = scheduler.backoff(attempt, None)
+        assert nominal * 0.75 <= delay <= nominal * 1.25
+    assert scheduler.backoff(0, 20.0) == 20.0
+
+
+def test_policy_rejects_nonsense() -> None:
+    """Negative waits and a jitter of 1 or more are configuration errors."""
+    with pytest.raises(ValueError, match="jitter"):
+        SchedulerPolicy(jitter=1.5)
+    with pytest.raises(ValueError, match="max_wait"):
+        SchedulerPolicy(max_wait_seconds=-1)
+    with pytest.raises(ValueError, match="rpm must be a positive integer"):
+        Limits(rpm=0)
+
+
+class GatedBackend(MemoryBackend):
+    """Holds its ``gate_at``-th reserve call until the test opens the gate."""
+
+    def __init__(self, gate_at: int) -> None:
+        super().__init__()
+        self.calls, self.gate_at = 0, gate_at
+        self.reached, self.gate = asyncio.Event(), asyncio.Event()
+
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> float:
+        self.calls += 1
+        if self.calls == self.gate_at:
+            self.reached.set()
+            await self.gate.wait()
+        return await super().reserve(key, plan, amounts)
+
+
+async def test_an_earlier_ticket_arriving_mid_admission_is_not_lost() -> None:
+    """A retry keeping its place (an earlier ticket) while the head is admitted still gets in."""
+    # reserve calls: 1 first caller, 2 `late` (must wait), 3 the queue (wait), 4 the queue admits
+    backend = GatedBackend(gate_at=4)
+    scheduler = Scheduler(Limiter(backend))
+    plan = Limits(rpm=600, min_spacing=True).plan()
+    await scheduler.acquire("d", plan, REQUEST)
+    late = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, ticket=1_000))
+    await asyncio.wait_for(backend.reached.wait(), timeout=2)
+    early = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, ticket=0))
+    await asyncio.sleep(0.01)
+    backend.gate.set()
+    done = await asyncio.wait_for(asyncio.gather(late, early), timeout=2)
+    assert all(isinstance(r, Reservation) for r in done)
+    await scheduler.aclose()
