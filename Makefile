@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# LiteLLM, a benchmark contender, lives in its own venv: it is not a dependency of llmrelay.
+BENCH_VENV  := .bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
 PORT   ?= 8900
 
 .PHONY: install install-semantic run test bench lint format clean
@@ -27,7 +30,13 @@ run: $(STAMP)  ## start the provider simulator with the default models
 test: $(STAMP)  ## the test suite (fast; no timed assertions)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## benchmarks: ratios against a baseline measured in the same run
+$(BENCH_STAMP):
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet litellm openai
+	@touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks: ratios against a baseline measured in the same run
 	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)  ## ruff and mypy --strict on src/
@@ -40,4 +49,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -3,6 +3,7 @@
 1. The simulator's own throughput (it must never be the bottleneck of other benchmarks).
 2. Per-request client overhead of each provider adapter vs a bare aiohttp call.
 3. aiohttp vs httpx under concurrency (the choice in docs/decisions/0001-http-client.md).
+4. Proactive scheduling vs the openai SDK's retries vs LiteLLM's Router, on one limited model.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import time
 import aiohttp
 import msgspec
 
+from benchmarks import scheduling
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
 from llmrelay.providers import Deployment, HttpClient, HttpProvider, default_registry
-from llmrelay.testing import make_config, start_simulator_process
+from llmrelay.testing import TEST_MODELS, make_config, start_simulator_process
 from llmrelay.types import ChatRequest, Message
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -134,7 +136,13 @@ async def adapter_overhead(url: str) -> None:
 def main() -> int:
     print("# llmrelay benchmarks")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    with start_simulator_process(make_config()) as sim:
+    only = os.environ.get("BENCH_ONLY", "")
+    config = make_config(models=[*TEST_MODELS, scheduling.MODEL_SPEC])
+    with start_simulator_process(config) as sim:
+        if only == "scheduling":
+            section("Scheduling: proactive vs reactive (one burst, one limited deployment)")
+            scheduling.run(sim, ROUNDS)
+            return 0
         host, port = sim.url.removeprefix("http://").rsplit(":", 1)
         simulator_throughput(host, int(port))
         asyncio.run(adapter_overhead(sim.url))
@@ -149,6 +157,8 @@ def main() -> int:
             )
         )
         print("\n".join(rows))
+        section("Scheduling: proactive vs reactive (one burst, one limited deployment)")
+        scheduling.run(sim, ROUNDS)
     return 0
 
 
