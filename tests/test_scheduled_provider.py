@@ -278,3 +278,12 @@ class _PrivateRedis:
             self.proc.terminate()
             self.proc.wait(5)
             self.proc = None
+
+
+async def test_limits_from_the_catalog_tier(simulator: SimulatorHandle, client: HttpClient) -> None:
+    """for_tier takes the model's limits for that tier from the catalog."""
+    deployment = Deployment(
+        provider="openai", model="gpt-4o-mini", api_key="k", base_url=simulator.url + "/v1"
+    )
+    provider = ScheduledProvider.for_tier(default_registry().create(deployment, client), "tier1")
+    assert (provider.limits.rpm, provider.limits.tpm, provider.limits.rpd) == (500, 200_000, 10_000)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from llmrelay.catalog import Catalog
 from llmrelay.errors import Overloaded, ProviderError, RateLimited, WaitTooLong
 from llmrelay.limits import Amounts, Limiter, Limits, Plan, Reservation, cost
 from llmrelay.limits.plan import ZERO, add
@@ -322,6 +323,20 @@ class ScheduledProvider:
         self.calibration = Calibration()
         self.key = deployment_key(provider)
         self._owns_scheduler = scheduler is None
+
+    @classmethod
+    def for_tier(
+        cls,
+        provider: Provider,
+        tier: str,
+        *,
+        catalog: Catalog | None = None,
+        scheduler: Scheduler | None = None,
+    ) -> ScheduledProvider:
+        """Scheduled with the catalog's limits for the provider's model at ``tier``."""
+        catalog = catalog or Catalog.default()
+        limits = catalog.limits(provider.name, provider.deployment.model, tier)
+        return cls(provider, limits, scheduler=scheduler)
 
     @property
     def deployment(self) -> str:

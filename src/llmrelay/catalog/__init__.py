@@ -159,6 +159,9 @@ class Catalog:
         """
         merged = {name: msgspec.to_builtins(info) for name, info in self._models.items()}
         for name, fields in entries.items():
+            provider, _, model = str(name).partition("/")
+            if not provider or not model:
+                raise ConfigError(f"{source}: catalog.{name}: expected 'provider/model' as the key")
             if not isinstance(fields, Mapping):
                 raise ConfigError(f"{source}: catalog.{name}: expected a mapping of fields")
             base = merged.get(name, {})

@@ -1,0 +1,94 @@
+"""The shipped model catalog and user overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmrelay.catalog import Catalog
+from llmrelay.errors import ConfigError
+
+
+def test_shipped_catalog_is_complete() -> None:
+    """Every model has a window, an output limit, prices and at least one tier; the date is set."""
+    catalog = Catalog.default()
+    assert catalog.read == "2026-11-22"
+    assert {"openai", "anthropic", "gemini"} <= set(catalog.sources)
+    assert len(catalog) >= 12
+    for info in catalog:
+        assert 0 < info.max_output_tokens <= info.context_window
+        assert info.price is not None and info.price.input > 0 and info.price.output > 0
+        assert info.limits, info.model
+
+
+def test_tier_limits_become_scheduler_limits() -> None:
+    """A tier's figures, the margin policy and the provider's day-reset zone make Limits."""
+    catalog = Catalog.default()
+    limits = catalog.limits("gemini", "gemini-2.5-flash", "free", safety_margin=1)
+    assert (limits.rpm, limits.tpm, limits.rpd) == (10, 250_000, 250)
+    assert limits.safety_margin == 1 and limits.day_reset_tz == "America/Los_Angeles"
+    anthropic = catalog.limits("anthropic", "claude-sonnet-4-5", "tier1")
+    assert (anthropic.rpm, anthropic.itpm, anthropic.otpm, anthropic.tpm) == (
+        50,
+        30_000,
+        8_000,
+        None,
+    )
+
+
+def test_cost_uses_the_cached_price() -> None:
+    """Cached input is billed at the cached price, the rest at the input price."""
+    info = Catalog.default().require("openai", "gpt-4o-mini")
+    assert info.cost(1_000_000, 0) == pytest.approx(0.15)
+    assert info.cost(1_000_000, 1_000_000, cached_input_tokens=500_000) == pytest.approx(
+        0.075 + 0.0375 + 0.60
+    )
+
+
+def test_extend_overrides_fields_and_adds_models() -> None:
+    """Overrides replace single fields of known models and add new ones; the original is kept."""
+    base = Catalog.default()
+    extended = base.extend(
+        {
+            "openai/gpt-4o-mini": {"limits": {"tier1": {"rpm": 7}}},
+            "vllm/llama-3.1-8b": {"context_window": 8192, "max_output_tokens": 2048},
+        }
+    )
+    assert extended.limits("openai", "gpt-4o-mini", "tier1").rpm == 7
+    assert extended.limits("openai", "gpt-4o-mini", "tier1").tpm == 200_000
+    assert extended.limits("openai", "gpt-4.1-mini", "tier1").rpm == 500  # shared figures intact
+    assert base.limits("openai", "gpt-4o-mini", "tier1").rpm == 500
+    assert extended.require("vllm", "llama-3.1-8b").context_window == 8192
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (
+            {"openai/x": {"context_window": "big"}},
+            "llmrelay.yaml: Expected `int`, got `str` - at `catalog.openai/x.context_window`",
+        ),
+        ({"openai/gpt-4o": {"limits": {"tier1": {"rpmm": 3}}}}, "unknown field `rpmm`"),
+        ({"gpt-4o": {"context_window": 1, "max_output_tokens": 1}}, "expected 'provider/model'"),
+        ({"openai/gpt-4o": 5}, "catalog.openai/gpt-4o: expected a mapping"),
+    ],
+)
+def test_bad_overrides_name_the_file_and_key(entries: dict[str, object], message: str) -> None:
+    """A typo in a catalog override is a ConfigError naming the file and the key."""
+    with pytest.raises(ConfigError, match=r"llmrelay\.yaml") as caught:
+        Catalog.default().extend(entries, source="llmrelay.yaml")
+    assert message in str(caught.value)
+
+
+def test_unknown_model_and_tier_say_what_is_known(tmp_path: Path) -> None:
+    """Asking for what is not there names the alternatives; a broken file names the file."""
+    catalog = Catalog.default()
+    with pytest.raises(ConfigError, match="not in the catalog"):
+        catalog.require("openai", "gpt-9")
+    with pytest.raises(ConfigError, match=r"known: tier1, tier2, tier3, tier4, tier5"):
+        catalog.limits("openai", "gpt-4o", "free")
+    broken = tmp_path / "models.yaml"
+    broken.write_text("read: x\nmodels: {a/b: {context_window: 1}}\n")
+    with pytest.raises(ConfigError, match=str(broken)):
+        Catalog.load(broken)
