@@ -81,6 +81,27 @@ async def test_projected_wait_beyond_the_bound_raises_at_once(scheduler: Schedul
     await scheduler.aclose()
 
 
+async def test_a_higher_priority_projects_only_what_goes_before_it(
+    scheduler: Scheduler,
+) -> None:
+    """Behind a long low-priority queue, an urgent caller still fits within its bound."""
+    plan = Limits(rpm=60, safety_margin=0).plan()
+    for _ in range(60):
+        await scheduler.acquire("d", plan, REQUEST)
+    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert scheduler.queued("d") == 5
+    with pytest.raises(WaitTooLong):  # sixth in line: about 6 s away, past the 5 s bound
+        await scheduler.acquire("d", plan, REQUEST)
+    urgent = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, priority=1))
+    assert isinstance(await asyncio.wait_for(urgent, timeout=3), Reservation)
+    for task in queued:
+        task.cancel()
+    await asyncio.gather(*queued, return_exceptions=True)
+    assert scheduler.queued("d") == 0
+    await scheduler.aclose()
+
+
 async def test_without_fallback_the_longer_bound_applies() -> None:
     """can_fall_back=False waits up to max_wait_seconds instead of raising at 90 s."""
     policy = SchedulerPolicy(max_wait_before_fallback=0.01, max_wait_seconds=1.0)

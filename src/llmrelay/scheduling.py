@@ -94,8 +94,30 @@ class _Lane:
     heap: list[_Waiter] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None
+    waiting: int = 0
+    queued: dict[int, Amounts] = field(default_factory=dict)
+    """Units still waiting, per priority: what a newcomer of that priority queues behind."""
+
+    def join(self, waiter: _Waiter) -> None:
+        priority = -waiter.order[0]
+        self.queued[priority] = add(self.queued.get(priority, ZERO), waiter.amounts)
+        self.waiting += 1
+        waiter.future.add_done_callback(lambda _: self._leave(priority, waiter.amounts))
+        heapq.heappush(self.heap, waiter)
+
+    def _leave(self, priority: int, amounts: Amounts) -> None:
+        self.queued[priority] = add(self.queued[priority], _negated(amounts))
+        self.waiting -= 1
+
+    def ahead_of(self, priority: int) -> Amounts:
+        ahead = ZERO
+        for level, amounts in self.queued.items():
+            if level >= priority:
+                ahead = add(ahead, amounts)
+        return ahead
 
     def live(self) -> list[_Waiter]:
+        """Waiters still waiting, in the order they will be admitted."""
         return sorted(w for w in self.heap if not w.future.done())
 
 
@@ -121,8 +143,9 @@ class Scheduler:
         return next(self._seq)
 
     def queued(self, key: str) -> int:
+        """How many callers wait for deployment ``key``."""
         lane = self._lanes.get(key)
-        return len(lane.live()) if lane else 0
+        return lane.waiting if lane else 0
 
     async def acquire(
         self,
@@ -148,17 +171,18 @@ class Scheduler:
         if lane is None:
             lane = self._lanes[key] = _Lane(key, plan)
         lane.plan = plan
-        if not lane.live():
+        if not lane.waiting:
             got = await self.limiter.reserve(key, plan, amounts)
             if isinstance(got, Reservation):
                 return got
-        projected = await self._project(lane, amounts)
+        snapshot = await self.limiter.snapshot(key, plan)
+        projected = snapshot.wait_for(amounts, lane.ahead_of(priority))
         if projected > bound:
             raise await self._too_long(lane, amounts, projected, bound)
         loop = asyncio.get_running_loop()
         order = (-priority, self.next_ticket() if ticket is None else ticket)
         waiter = _Waiter(order, amounts, loop.time() + bound, bound, loop.create_future())
-        heapq.heappush(lane.heap, waiter)
+        lane.join(waiter)
         lane.wake.set()
         if lane.pump is None or lane.pump.done():
             lane.pump = asyncio.create_task(self._pump(lane), name=f"llmrelay-scheduler:{key}")
@@ -170,13 +194,6 @@ class Scheduler:
             if granted and waiter.future.exception() is None:
                 self._spawn(self.limiter.release(waiter.future.result(), sent=False))
             raise
-
-    async def _project(self, lane: _Lane, amounts: Amounts) -> float:
-        ahead = ZERO
-        for waiter in lane.live():
-            ahead = add(ahead, waiter.amounts)
-        snapshot = await self.limiter.snapshot(lane.key, lane.plan)
-        return snapshot.wait_for(amounts, ahead)
 
     async def _too_long(
         self, lane: _Lane, amounts: Amounts, projected: float, bound: float
@@ -277,6 +294,10 @@ class Scheduler:
         pumps = [lane.pump for lane in self._lanes.values() if lane.pump is not None]
         await asyncio.gather(*pumps, *self._background, return_exceptions=True)
         self._lanes.clear()
+
+
+def _negated(a: Amounts) -> Amounts:
+    return (-a[0], -a[1], -a[2], -a[3], -a[4])
 
 
 def _remove(heap: list[_Waiter], waiter: _Waiter) -> None:
