@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from llmrelay.errors import WaitTooLong
+from llmrelay.errors import LLMRelayError, WaitTooLong
 from llmrelay.limits import Amounts, Limiter, Limits, MemoryBackend, Plan, Reservation, cost
 from llmrelay.limits.plan import TPM
 from llmrelay.scheduling import Scheduler, SchedulerPolicy
@@ -214,3 +214,14 @@ async def test_an_earlier_ticket_arriving_mid_admission_is_not_lost() -> None:
     done = await asyncio.wait_for(asyncio.gather(late, early), timeout=2)
     assert all(isinstance(r, Reservation) for r in done)
     await scheduler.aclose()
+
+
+async def test_closing_fails_the_waiters_with_a_clear_error(scheduler: Scheduler) -> None:
+    """Callers still queued when the scheduler closes get an error saying so, not a hang."""
+    plan = Limits(rpm=60, min_spacing=True).plan()
+    await scheduler.acquire("d", plan, REQUEST)
+    waiting = asyncio.create_task(scheduler.acquire("d", plan, REQUEST))
+    await asyncio.sleep(0.01)
+    await scheduler.aclose()
+    with pytest.raises(LLMRelayError, match="closed during the wait"):
+        await waiting

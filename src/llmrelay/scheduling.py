@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from llmrelay.catalog import Catalog
-from llmrelay.errors import Overloaded, ProviderError, RateLimited, WaitTooLong
+from llmrelay.errors import LLMRelayError, Overloaded, ProviderError, RateLimited, WaitTooLong
 from llmrelay.limits import Amounts, Limiter, Limits, Plan, Reservation, cost
 from llmrelay.limits.plan import ZERO, add
 from llmrelay.providers.base import Provider
@@ -288,7 +288,9 @@ class Scheduler:
         for lane in self._lanes.values():
             for waiter in lane.heap:
                 if not waiter.future.done():
-                    waiter.future.cancel()
+                    waiter.future.set_exception(
+                        LLMRelayError(f"the scheduler of {lane.key} was closed during the wait")
+                    )
             if lane.pump is not None:
                 lane.pump.cancel()
         pumps = [lane.pump for lane in self._lanes.values() if lane.pump is not None]
