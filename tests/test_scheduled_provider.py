@@ -287,3 +287,19 @@ async def test_limits_from_the_catalog_tier(simulator: SimulatorHandle, client: 
     )
     provider = ScheduledProvider.for_tier(default_registry().create(deployment, client), "tier1")
     assert (provider.limits.rpm, provider.limits.tpm, provider.limits.rpd) == (500, 200_000, 10_000)
+
+
+async def test_abandoned_stream_keeps_its_reservation(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """A stream the caller stops reading keeps its tokens spent: the usage is unknown."""
+    provider = scheduled(make_provider(simulator, client), Limits(rpm=100, tpm=100_000))
+    request = ChatRequest(messages=PROMPT.messages, max_tokens=500)
+    _, amounts = provider.estimate(request)
+    events = provider.stream(request)
+    async for event in events:
+        if isinstance(event, TextDelta):
+            break
+    await events.aclose()  # type: ignore[attr-defined]
+    snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
+    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM] - amounts[TPM], abs=50)

@@ -440,6 +440,11 @@ class ScheduledProvider:
             except ProviderError as exc:
                 await self._failed(reservation, exc)
                 raise
+            except GeneratorExit:
+                # The caller stopped reading; what the provider generated is unknown, so the
+                # whole reservation stays spent rather than risk counting too little.
+                reservation.settled = True
+                raise
             finally:
                 if not reservation.settled:
                     await self.scheduler.release(reservation, sent=True)
