@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmrelay.limits import Limiter, Limits, MemoryBackend, Reservation, cost
+from llmrelay.limits.memory import UNCONFIRMED_GRACE_S
 from llmrelay.limits.plan import TPM
 from llmrelay.limits.redis import RedisBackend
 from llmrelay.simulator.state import Limiter as ProviderBucket
@@ -48,7 +49,9 @@ async def test_rpm_bucket_with_margin(limiter: tuple[Limiter, FakeClock]) -> Non
     lim, clock = limiter
     plan = Limits(rpm=12).plan()
     for _ in range(10):
-        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+        res = await lim.reserve("d", plan, cost(0, 0))
+        assert isinstance(res, Reservation)
+    await lim.reconcile(res, Usage())  # the provider answered: refill runs from now
     wait = await lim.reserve("d", plan, cost(0, 0))
     assert wait == pytest.approx(5.0)
     clock.now += 5.0
@@ -59,8 +62,23 @@ async def test_min_spacing(limiter: tuple[Limiter, FakeClock]) -> None:
     """min_spacing sends no burst: one request per 60/RPM seconds."""
     lim, clock = limiter
     plan = Limits(rpm=60, min_spacing=True).plan()
-    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    res = await lim.reserve("d", plan, cost(0, 0))
+    assert isinstance(res, Reservation)
+    await lim.reconcile(res, Usage())
     assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.0)
+    clock.now += 1.0
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+
+
+async def test_no_refill_before_the_first_answer(limiter: tuple[Limiter, FakeClock]) -> None:
+    """Until the provider answers, refill waits out the grace period: it may not have seen us."""
+    lim, clock = limiter
+    plan = Limits(rpm=60, safety_margin=0).plan()
+    for _ in range(60):
+        res = await lim.reserve("d", plan, cost(0, 0))
+        assert isinstance(res, Reservation)
+    clock.now += UNCONFIRMED_GRACE_S
+    assert await lim.reserve("d", plan, cost(0, 0)) > 0
     clock.now += 1.0
     assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
 

@@ -66,12 +66,13 @@ async def test_projected_wait_beyond_the_bound_raises_at_once(scheduler: Schedul
     """The 90-second rule (here 5 s): a wait projected past the bound fails immediately."""
     plan = Limits(rpm=60, safety_margin=0).plan()
     for _ in range(60):
-        await scheduler.acquire("d", plan, REQUEST)
-    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(6)]
+        last = await scheduler.acquire("d", plan, REQUEST)
+    await scheduler.release(last, sent=True)  # an answer: the bucket refills from now
+    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(4)]
     await asyncio.sleep(0.01)
     started = time.monotonic()
-    with pytest.raises(WaitTooLong) as caught:
-        await scheduler.acquire("d", plan, REQUEST)  # 7th in line: about 7 s away
+    with pytest.raises(WaitTooLong) as caught:  # two more requests: about 6 s away
+        await scheduler.acquire("d", plan, cost(0, 0, requests=2))
     assert time.monotonic() - started < 0.1
     assert caught.value.projected_wait > 5.0
     assert caught.value.max_wait == 5.0
@@ -87,12 +88,13 @@ async def test_a_higher_priority_projects_only_what_goes_before_it(
     """Behind a long low-priority queue, an urgent caller still fits within its bound."""
     plan = Limits(rpm=60, safety_margin=0).plan()
     for _ in range(60):
-        await scheduler.acquire("d", plan, REQUEST)
-    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(5)]
+        last = await scheduler.acquire("d", plan, REQUEST)
+    await scheduler.release(last, sent=True)  # an answer: the bucket refills from now
+    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(4)]
     await asyncio.sleep(0.01)
-    assert scheduler.queued("d") == 5
-    with pytest.raises(WaitTooLong):  # sixth in line: about 6 s away, past the 5 s bound
-        await scheduler.acquire("d", plan, REQUEST)
+    assert scheduler.queued("d") == 4
+    with pytest.raises(WaitTooLong):  # two more requests: about 6 s away, past the 5 s bound
+        await scheduler.acquire("d", plan, cost(0, 0, requests=2))
     urgent = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, priority=1))
     assert isinstance(await asyncio.wait_for(urgent, timeout=3), Reservation)
     for task in queued:
@@ -107,7 +109,7 @@ async def test_without_fallback_the_longer_bound_applies() -> None:
     policy = SchedulerPolicy(max_wait_before_fallback=0.01, max_wait_seconds=1.0)
     scheduler = Scheduler(Limiter(), policy)
     plan = Limits(rpm=600, min_spacing=True).plan()
-    await scheduler.acquire("d", plan, REQUEST)
+    await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
     with pytest.raises(WaitTooLong):
         await scheduler.acquire("d", plan, REQUEST)
     assert isinstance(await scheduler.acquire("d", plan, REQUEST, can_fall_back=False), Reservation)
@@ -205,7 +207,7 @@ async def test_an_earlier_ticket_arriving_mid_admission_is_not_lost() -> None:
     backend = GatedBackend(gate_at=4)
     scheduler = Scheduler(Limiter(backend))
     plan = Limits(rpm=600, min_spacing=True).plan()
-    await scheduler.acquire("d", plan, REQUEST)
+    await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
     late = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, ticket=1_000))
     await asyncio.wait_for(backend.reached.wait(), timeout=2)
     early = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, ticket=0))

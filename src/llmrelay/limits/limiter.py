@@ -7,7 +7,7 @@ from typing import Protocol
 import msgspec
 
 from llmrelay.limits.memory import MemoryBackend
-from llmrelay.limits.plan import RPD, RPM, ZERO, Amounts, Plan, Snapshot, cost
+from llmrelay.limits.plan import RPD, RPM, Amounts, Plan, Snapshot, cost
 from llmrelay.types import RateLimitInfo, Usage
 
 
@@ -22,7 +22,7 @@ class LimitBackend(Protocol):
         ...
 
     async def give(self, key: str, plan: Plan, amounts: Amounts) -> None:
-        """Give units back (negative: take more than was reserved)."""
+        """Give units back (negative: take more than was reserved); the provider answered."""
         ...
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
@@ -68,8 +68,8 @@ class Limiter:
         used = cost(usage.input_tokens, usage.output_tokens)
         reserved = reservation.amounts
         back = tuple(0.0 if i in (RPM, RPD) else reserved[i] - used[i] for i in range(5))
-        if any(back):
-            await self.backend.give(reservation.key, reservation.plan, _amounts(back))
+        # Even with nothing to give back, this is an answer: it confirms the buckets.
+        await self.backend.give(reservation.key, reservation.plan, _amounts(back))
 
     async def release(self, reservation: Reservation, *, sent: bool) -> None:
         """Give back what a failed or cancelled request took.
@@ -83,8 +83,7 @@ class Limiter:
         back = reservation.amounts
         if sent:
             back = (0.0, back[1], back[2], back[3], 0.0)
-        if back != ZERO:
-            await self.backend.give(reservation.key, reservation.plan, back)
+        await self.backend.give(reservation.key, reservation.plan, back)
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo | None) -> None:
         if info is not None and not info.is_empty:

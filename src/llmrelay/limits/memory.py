@@ -16,10 +16,21 @@ from llmrelay.types import RateLimitInfo
 
 Clock = Callable[[], float]
 
+UNCONFIRMED_GRACE_S = 2.0
+"""Seconds after a deployment's first reservation during which, until the provider has
+answered, its buckets are not refilled (the provider may not have seen the request yet)."""
+
 
 @dataclass(slots=True)
 class _State:
-    """One deployment's buckets. ``nan`` levels are buckets not yet seen (start full)."""
+    """One deployment's buckets. ``nan`` levels are buckets not yet seen (start full).
+
+    Until the provider has answered (reconcile, release or headers ``confirmed`` it), we
+    cannot know when its bucket started refilling — a burst's first request may reach it
+    long after we reserved it — and crediting refill from our own first reservation would
+    run ahead of the provider. So an unconfirmed bucket credits no refill for
+    :data:`UNCONFIRMED_GRACE_S` after its ``origin``; the first answer ends the grace.
+    """
 
     levels: list[float] = field(default_factory=lambda: [math.nan] * 4)
     stamp: float = 0.0
@@ -28,6 +39,8 @@ class _State:
     day: int = 0
     day_used: float = 0.0
     blocked_until: float = 0.0
+    confirmed: bool = False
+    origin: float = 0.0
 
     def caps(self, plan: Plan) -> Amounts:
         c = [self.learned_caps[i] or plan.caps[i] for i in range(5)]
@@ -39,7 +52,8 @@ class _State:
 
     def refill(self, plan: Plan, now: float, day: int) -> None:
         caps, rates = self.caps(plan), self.rates(plan)
-        elapsed = max(0.0, now - self.stamp)
+        start = self.stamp if self.confirmed else max(self.stamp, self.origin + UNCONFIRMED_GRACE_S)
+        elapsed = max(0.0, now - start)
         for i in ROLLING:
             level = self.levels[i]
             if not caps[i]:
@@ -69,6 +83,7 @@ class _State:
         self.day_used += amounts[RPD]
 
     def give(self, plan: Plan, amounts: Amounts) -> None:
+        self.confirmed = True
         caps = self.caps(plan)
         for i in ROLLING:
             self.levels[i] = min(caps[i], self.levels[i] + amounts[i])
@@ -76,6 +91,7 @@ class _State:
 
     def observe(self, plan: Plan, info: RateLimitInfo) -> None:
         """Adopt the limits a provider reports, and never believe in more room than it has."""
+        self.confirmed = True
         margin = float(plan.margin)
         if info.requests_limit:
             self.learned_caps[RPM] = max(1.0, info.requests_limit - margin)
@@ -117,7 +133,7 @@ class MemoryBackend:
         day, day_left = plan.day(self._wall())
         state = self._states.get(key)
         if state is None:
-            state = self._states[key] = _State(stamp=now, day=day)
+            state = self._states[key] = _State(stamp=now, day=day, origin=now)
         state.refill(plan, now, day)
         return state, now, day_left
 
@@ -150,4 +166,4 @@ class MemoryBackend:
         self._states.clear()
 
 
-__all__ = ["Clock", "MemoryBackend"]
+__all__ = ["UNCONFIRMED_GRACE_S", "Clock", "MemoryBackend"]

@@ -24,7 +24,7 @@ import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from llmrelay.limits.memory import Clock, MemoryBackend
+from llmrelay.limits.memory import UNCONFIRMED_GRACE_S, Clock, MemoryBackend
 from llmrelay.limits.plan import Amounts, Plan, Snapshot
 from llmrelay.types import RateLimitInfo
 
@@ -32,7 +32,7 @@ log = logging.getLogger("llmrelay.limits")
 T = TypeVar("T")
 
 # ARGV: 1 now ("" = Redis TIME), 2 day, 3 seconds left in the day, 4-8 caps, 9-12 rates,
-# 13 request margin, 14 token margin, 15.. the operation's own arguments.
+# 13 request margin, 14 token margin, 15-19 the operation's own arguments, 20 grace.
 _PRELUDE = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -43,7 +43,7 @@ end
 local day, day_left, margin = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
 local token_margin = tonumber(ARGV[14])
 local f = redis.call('HMGET', key, 'l1', 'l2', 'l3', 'l4', 'st', 'c1', 'c2', 'c3', 'c4', 'c5',
-  'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b')
+  'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b', 'cf', 'o')
 local caps, rates, levels, learned = {}, {}, {}, {}
 for i = 1, 5 do
   learned[i] = tonumber(f[5 + i]) or 0
@@ -54,7 +54,12 @@ for i = 1, 4 do
   rates[i] = tonumber(f[10 + i]) or 0
   if rates[i] == 0 then rates[i] = tonumber(ARGV[8 + i]) end
 end
-local elapsed = math.max(0, now - (tonumber(f[5]) or now))
+-- Until the provider has answered, no refill for a grace period (see memory.py, _State).
+local confirmed = f[18] == '1'
+local origin = tonumber(f[19]) or now
+local start = tonumber(f[5]) or now
+if not confirmed then start = math.max(start, origin + tonumber(ARGV[20])) end
+local elapsed = math.max(0, now - start)
 for i = 1, 4 do
   local level = tonumber(f[i])
   if caps[i] == 0 then level = nil
@@ -68,7 +73,8 @@ local blocked = tonumber(f[17]) or 0
 
 local function num(x) return string.format('%.17g', x) end
 local function save()
-  local args = {'st', num(now), 'd', day, 'u', num(used), 'b', num(blocked)}
+  local args = {'st', num(now), 'd', day, 'u', num(used), 'b', num(blocked),
+    'cf', confirmed and '1' or '0', 'o', num(origin)}
   for i = 1, 4 do
     if levels[i] ~= nil then
       table.insert(args, 'l' .. i)
@@ -111,6 +117,7 @@ return num(wait)
 """
 
 _GIVE = """
+confirmed = true
 local a = amounts()
 for i = 1, 4 do
   if levels[i] ~= nil then levels[i] = math.min(caps[i], levels[i] + a[i]) end
@@ -122,6 +129,7 @@ return 1
 
 # ARGV 15-18: requests limit, requests remaining, tokens limit, tokens remaining ("" = none)
 _OBSERVE = """
+confirmed = true
 local function lower(i, remaining)
   if levels[i] == nil then levels[i] = remaining else levels[i] = math.min(levels[i], remaining) end
 end
@@ -234,8 +242,9 @@ class RedisBackend:
     def _argv(self, plan: Plan, extra: tuple[Any, ...]) -> list[Any]:
         day, day_left = plan.day(self._wall())
         now = "" if self._clock is None else repr(self._clock())
+        own = [*extra, *[""] * (5 - len(extra))]
         return [now, day, repr(day_left), *map(repr, plan.caps), *map(repr, plan.rates),
-                plan.margin, repr(plan.token_margin), *extra]  # fmt: skip
+                plan.margin, repr(plan.token_margin), *own, repr(UNCONFIRMED_GRACE_S)]  # fmt: skip
 
     async def _run(
         self,
