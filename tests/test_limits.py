@@ -153,6 +153,15 @@ async def test_token_margin_holds_back_a_share_of_the_limit(
     assert snapshot.levels[TPM] == pytest.approx(4_800)
 
 
+async def test_min_spacing_survives_learned_limits(limiter: tuple[Limiter, FakeClock]) -> None:
+    """With min_spacing, a reported limit changes the spacing, never allows a burst."""
+    lim, _ = limiter
+    plan = Limits(rpm=60, min_spacing=True).plan()
+    await lim.observe("d", plan, RateLimitInfo(requests_limit=120, requests_remaining=100))
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(0.5)
+
+
 async def test_headers_teach_limits_to_an_unconfigured_deployment(
     limiter: tuple[Limiter, FakeClock],
 ) -> None:

@@ -94,7 +94,9 @@ class _State:
         self.confirmed = True
         margin = float(plan.margin)
         if info.requests_limit:
-            self.learned_caps[RPM] = max(1.0, info.requests_limit - margin)
+            # A configured capacity of 1 (min_spacing) stays 1: only the rate is learned.
+            spaced = plan.caps[RPM] == 1.0
+            self.learned_caps[RPM] = 1.0 if spaced else max(1.0, info.requests_limit - margin)
             self.learned_rates[RPM] = info.requests_limit / 60.0
         if info.requests_remaining is not None:
             self._lower(RPM, info.requests_remaining - margin)

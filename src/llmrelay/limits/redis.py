@@ -136,7 +136,7 @@ end
 local rl, rr = tonumber(ARGV[15]), tonumber(ARGV[16])
 local tl, tr = tonumber(ARGV[17]), tonumber(ARGV[18])
 if rl ~= nil and rl > 0 then
-  caps[1] = math.max(1, rl - margin)
+  if tonumber(ARGV[4]) == 1 then caps[1] = 1 else caps[1] = math.max(1, rl - margin) end
   redis.call('HSET', key, 'c1', num(caps[1]), 'r1', num(rl / 60))
 end
 if rr ~= nil then lower(1, rr - margin) end
