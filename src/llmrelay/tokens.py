@@ -18,6 +18,7 @@ what a provider reports and what was estimated, so a tokenizer that differs from
 
 from __future__ import annotations
 
+import abc
 import functools
 from collections.abc import Mapping
 from typing import Protocol
@@ -53,13 +54,14 @@ class Estimator(Protocol):
         ...
 
 
-class _RequestCounter:
+class _RequestCounter(abc.ABC):
     """The parts of a request that every estimator counts the same way."""
 
     name = "base"
 
+    @abc.abstractmethod
     def count_text(self, text: str) -> int:
-        raise NotImplementedError
+        """Tokens of ``text`` alone."""
 
     def count_request(self, request: ChatRequest) -> int:
         total = TOKENS_PER_REPLY
