@@ -4,6 +4,7 @@
 2. Per-request client overhead of each provider adapter vs a bare aiohttp call.
 3. aiohttp vs httpx under concurrency (the choice in docs/decisions/0001-http-client.md).
 4. Proactive scheduling vs the openai SDK's retries vs LiteLLM's Router, on one limited model.
+5. Token estimators: time and error of the heuristic against cl100k.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import aiohttp
 import msgspec
 
-from benchmarks import scheduling
+from benchmarks import scheduling, tokens
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
 from llmrelay.providers import Deployment, HttpClient, HttpProvider, default_registry
@@ -137,6 +138,10 @@ def main() -> int:
     print("# llmrelay benchmarks")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     only = os.environ.get("BENCH_ONLY", "")
+    if only == "tokens":
+        section("Token estimation (median of 200 counts per sample)")
+        tokens.run()
+        return 0
     config = make_config(models=[*TEST_MODELS, scheduling.MODEL_SPEC])
     with start_simulator_process(config) as sim:
         if only == "scheduling":
@@ -159,6 +164,8 @@ def main() -> int:
         print("\n".join(rows))
         section("Scheduling: proactive vs reactive (one burst, one limited deployment)")
         scheduling.run(sim, ROUNDS)
+    section("Token estimation (median of 200 counts per sample)")
+    tokens.run()
     return 0
 
 
