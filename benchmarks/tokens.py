@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from llmrelay.tokens import HeuristicEstimator, TiktokenEstimator
