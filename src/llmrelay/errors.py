@@ -7,6 +7,8 @@ status codes or message strings::
     LLMRelayError
      ├── ConfigError                  a configuration file or value is invalid
      ├── UnknownProvider              no adapter is registered under that name
+     ├── UnknownModelGroup            no model group is configured under that name
+     ├── AllModelsExhausted           every candidate deployment failed; carries the attempts
      └── ProviderError                a call to one deployment failed
           ├── RateLimited             429 for requests/tokens per minute      retryable
           │    └── WaitTooLong        the scheduler would wait past its bound; nothing was sent
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from llmrelay.types import RateLimitInfo
+from llmrelay.types import Attempt, RateLimitInfo
 
 
 class LLMRelayError(Exception):
@@ -48,6 +50,28 @@ class UnknownProvider(LLMRelayError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown provider"
+
+
+class UnknownModelGroup(LLMRelayError, KeyError):
+    """No model group is configured under the requested name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model group"
+
+
+class AllModelsExhausted(LLMRelayError):
+    """Every candidate deployment of a request failed; ``attempts`` says how, in order."""
+
+    def __init__(self, message: str, attempts: list[Attempt]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        tried = "; ".join(
+            f"{a.deployment}: {a.error}" + (f" ({a.message[:120]})" if a.message else "")
+            for a in self.attempts
+        )
+        return f"{self.args[0]} — {tried}" if tried else str(self.args[0])
 
 
 class ProviderError(LLMRelayError):

@@ -164,6 +164,33 @@ class ChatResponse(msgspec.Struct, kw_only=True):
     rate_limits: RateLimitInfo = msgspec.field(default_factory=RateLimitInfo)
 
 
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One try of one deployment while routing a request."""
+
+    deployment: str
+    error: str | None = None
+    """The error class's name, or ``None`` for the attempt that answered."""
+    message: str = ""
+    status_code: int | None = None
+    wait_s: float = 0.0
+    """Time spent queued by the scheduler before sending."""
+    latency_s: float = 0.0
+    """Time from sending to the answer (or the failure)."""
+
+
+class RoutedResponse(ChatResponse, kw_only=True):
+    """An answer from the router: the deployment's response plus how it was reached."""
+
+    attempts: list[Attempt] = msgspec.field(default_factory=list)
+    group: str = ""
+    cost_usd: float = 0.0
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether a deployment other than the first one tried answered."""
+        return len(self.attempts) > 1
+
+
 class StreamStart(msgspec.Struct, frozen=True, tag="start"):
     """The stream is open: the response id, model and rate limits, when the provider sent them."""
 

@@ -1,0 +1,67 @@
+"""Typed events of the router, and a bus whose handlers cannot break a call.
+
+Metrics, tracing, logs and statistics are handlers: callables taking an :class:`Event`.
+A handler that raises is reported with a warning and the call goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable
+
+import msgspec
+
+log = logging.getLogger("llmrelay.events")
+
+
+class EventKind(enum.Enum):
+    ATTEMPT_STARTED = "attempt_started"
+    ATTEMPT_SUCCEEDED = "attempt_succeeded"
+    ATTEMPT_FAILED = "attempt_failed"
+    SKIPPED = "skipped"
+    FELL_BACK = "fell_back"
+    EXHAUSTED = "exhausted"
+    BREAKER_CHANGED = "breaker_changed"
+    HEDGED = "hedged"
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of routing one request (``group``) on one deployment."""
+
+    kind: EventKind
+    group: str = ""
+    deployment: str = ""
+    error: str | None = None
+    message: str = ""
+    latency_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    attempt: int = 0
+    """0 for the first deployment tried for a request, 1 for the next, …"""
+
+
+Handler = Callable[[Event], None]
+
+
+class EventBus:
+    """Delivers every event to every handler; a failing handler only warns."""
+
+    def __init__(self, handlers: Iterable[Handler] = ()) -> None:
+        self._handlers = list(handlers)
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def emit(self, event: Event) -> None:
+        for handler in self._handlers:
+            try:
+                handler(event)
+            except Exception:
+                log.warning(
+                    "event handler %r failed on %s", handler, event.kind.value, exc_info=True
+                )
+
+
+__all__ = ["Event", "EventBus", "EventKind", "Handler"]

@@ -1,0 +1,82 @@
+"""What the router knows about one deployment it may send to."""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from llmrelay.catalog import Price
+from llmrelay.routing.breaker import CircuitBreaker
+from llmrelay.scheduling import ScheduledProvider
+from llmrelay.types import RateLimitInfo
+
+_LATENCY_WINDOW = 200
+
+
+@dataclass(eq=False)
+class Candidate:
+    """A scheduled deployment plus its size, price, weight, health and recent figures."""
+
+    scheduled: ScheduledProvider
+    context_window: int
+    max_output_tokens: int
+    breaker: CircuitBreaker
+    price: Price | None = None
+    weight: float = 1.0
+    in_flight: int = 0
+    ttft_ewma: float | None = None
+    headroom: float = 1.0
+    """Share of the tighter rate limit the provider last reported as remaining."""
+    latencies: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=_LATENCY_WINDOW)
+    )
+
+    @property
+    def id(self) -> str:
+        return self.scheduled.deployment
+
+    @property
+    def provider(self) -> str:
+        return self.scheduled.provider.name
+
+    @property
+    def account(self) -> str:
+        """Provider + credentials: candidates sharing it share rate limits upstream."""
+        return f"{self.provider}:{self.scheduled.key.rsplit(':', 1)[-1]}"
+
+    def fits(self, tokens: int, margin: float) -> bool:
+        """Whether ``tokens`` (input + output) fit in ``margin`` of the context window."""
+        return tokens <= self.context_window * margin
+
+    def price_for(self, input_tokens: int, output_tokens: int) -> float:
+        if self.price is None:
+            return 0.0
+        return (input_tokens * self.price.input + output_tokens * self.price.output) / 1e6
+
+    def record_latency(self, first_token_s: float, alpha: float = 0.2) -> None:
+        self.latencies.append(first_token_s)
+        old = self.ttft_ewma
+        self.ttft_ewma = first_token_s if old is None else old + alpha * (first_token_s - old)
+
+    def record_limits(self, info: RateLimitInfo | None) -> None:
+        if info is None:
+            return
+        shares = [
+            remaining / limit
+            for remaining, limit in (
+                (info.requests_remaining, info.requests_limit),
+                (info.tokens_remaining, info.tokens_limit),
+            )
+            if remaining is not None and limit
+        ]
+        if shares:
+            self.headroom = max(0.0, min(shares))
+
+    def latency_quantile(self, q: float) -> float | None:
+        if len(self.latencies) < 20:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+__all__ = ["Candidate"]
