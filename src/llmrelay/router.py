@@ -286,8 +286,9 @@ class Router:
         attempts.append(Attempt(deployment=candidate.id, wait_s=wait, latency_s=latency))
         usage = response.usage
         cost = candidate.price_for(usage.input_tokens, usage.output_tokens)
-        if len(attempts) > 1:
-            self._emit(EventKind.FELL_BACK, group, candidate, attempt=len(attempts) - 1)
+        if len(attempts) > 1:  # why the first choice was left: the first attempt's error
+            self._emit(EventKind.FELL_BACK, group, candidate, attempt=len(attempts) - 1,
+                       error=attempts[0].error)  # fmt: skip
         self.events.emit(
             Event(
                 kind=EventKind.ATTEMPT_SUCCEEDED,

@@ -191,7 +191,12 @@ def _convert(raw: Any, kind: Any, source: str, prefix: str = "") -> Any:
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        message = str(exc).replace("$", prefix or "$", 1) if prefix else str(exc)
+        message = str(exc)
+        if prefix:
+            message = (
+                message.replace("$", prefix, 1) if "$" in message else f"{message} - at `{prefix}`"
+            )
+
         raise ConfigError(f"{source}: {message}") from None
 
 
