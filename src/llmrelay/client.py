@@ -8,6 +8,7 @@ connections belong to the loop that first used them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
@@ -128,8 +129,11 @@ class _LoopThread:
                 self._loop = loop
             return self._loop
 
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(work, self._running())
+
     def run(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self._running()).result()
+        return self.submit(work).result()
 
     def iterate(self, stream: AsyncIterator[T]) -> Iterator[T]:
         while True:
@@ -203,6 +207,15 @@ class SmartLLM:
         self, prompt: Prompt, *, model: str | None = None, **params: Any
     ) -> Iterator[StreamEvent]:
         return self._sync.iterate(self.astream(prompt, model=model, **params))
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``work`` on this client's background loop (where the sync API runs).
+
+        Its connections and queues then live on that one loop, so a single instance can
+        serve callers on several event loops: ``await asyncio.wrap_future(llm.submit(
+        llm.ainvoke("hi")))`` from any of them.
+        """
+        return self._sync.submit(work)
 
     # -- state ----------------------------------------------------------------------------
 
