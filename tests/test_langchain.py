@@ -5,27 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
 
-pytest.importorskip("langchain_tests")
+from llmrelay import LLMBuilder, SmartLLM
+from llmrelay.integrations.langchain import ChatLLMRelay
+from llmrelay.simulator.server import SimulatorServer
+from llmrelay.testing import make_config
 
-from langchain_tests.integration_tests import ChatModelIntegrationTests  # noqa: E402 - after the skip
-from langchain_tests.unit_tests import ChatModelUnitTests  # noqa: E402 - after the skip
-
-from llmrelay import LLMBuilder, SmartLLM  # noqa: E402 - after the skip
-from llmrelay.integrations.langchain import ChatLLMRelay  # noqa: E402 - after the skip
-from llmrelay.simulator.server import SimulatorServer  # noqa: E402 - after the skip
-from llmrelay.testing import make_config  # noqa: E402 - after the skip
+SIM = {"base_url": "", "api_key": "sk-lc", "context_window": 16000, "max_output_tokens": 4096}
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[SmartLLM]:
     with SimulatorServer(make_config()) as server:
-        llm = (
-            LLMBuilder()
-            .with_primary("openai", "sim-openai", base_url=server.url + "/v1", api_key="sk-lc",
-                          context_window=16000, max_output_tokens=4096)  # fmt: skip
-            .build()
-        )
+        deployment = {**SIM, "base_url": server.url + "/v1"}
+        llm = LLMBuilder().with_primary("openai", "sim-openai", **deployment).build()
         yield llm
         llm.close()
 

@@ -207,7 +207,9 @@ class Router:
                         delivered = True
                         ttft = time.perf_counter() - started
                         candidate.record_latency(ttft)
-                        yield start or StreamStart()
+                        model = candidate.scheduled.provider.deployment.model
+                        opening = start or StreamStart()
+                        yield msgspec.structs.replace(opening, model=opening.model or model)
                     if isinstance(event, TextDelta):
                         text.append(event.text)
                     elif isinstance(event, StreamEnd):

@@ -170,8 +170,10 @@ class ChatLLMRelay(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         request = self._request(messages, stop, **kwargs)
+        model = ""
         for event in self.client.stream(request, model=kwargs.get("model") or self.model):
-            chunk = _chunk(event)
+            model = event.model if isinstance(event, StreamStart) else model
+            chunk = _chunk(event, model)
             if chunk is not None:
                 if run_manager and isinstance(event, TextDelta):
                     run_manager.on_llm_new_token(event.text, chunk=chunk)
@@ -187,12 +189,14 @@ class ChatLLMRelay(BaseChatModel):
         request = self._request(messages, stop, **kwargs)
         client = self.client
         events = client.astream(request, model=kwargs.get("model") or self.model)
+        model = ""
         while True:
             try:
                 event = await asyncio.wrap_future(client.submit(_next(events)))
             except StopAsyncIteration:
                 return
-            chunk = _chunk(event)
+            model = event.model if isinstance(event, StreamStart) else model
+            chunk = _chunk(event, model)
             if chunk is not None:
                 if run_manager and isinstance(event, TextDelta):
                     await run_manager.on_llm_new_token(event.text, chunk=chunk)
@@ -278,7 +282,8 @@ def _result(response: ChatResponse) -> ChatResult:
     return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def _chunk(event: Any) -> ChatGenerationChunk | None:
+def _chunk(event: Any, model: str) -> ChatGenerationChunk | None:
+    """One LangChain chunk per event; the last carries usage and the model name, once."""
     if isinstance(event, TextDelta):
         return ChatGenerationChunk(message=AIMessageChunk(content=event.text))
     if isinstance(event, ToolCallDelta):
@@ -291,12 +296,10 @@ def _chunk(event: Any) -> ChatGenerationChunk | None:
             message=AIMessageChunk(
                 content="",
                 usage_metadata=usage,
-                response_metadata={"finish_reason": event.finish_reason},
+                response_metadata={"finish_reason": event.finish_reason, "model_name": model},
                 chunk_position="last",
             )
         )
-    if isinstance(event, StreamStart):
-        return None
     return None
 
 

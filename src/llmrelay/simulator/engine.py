@@ -87,31 +87,58 @@ class Reply:
         return "".join(self.pieces)
 
 
-def example_for_schema(schema: dict[str, Any], name: str = "value") -> Any:
-    """A deterministic instance of a JSON schema (the subset structured outputs use)."""
+@dataclass(slots=True)
+class Hints:
+    """Values a prompt mentions, handed out in order to the fields of a tool call."""
+
+    numbers: list[str]
+    quoted: list[str]
+
+    @classmethod
+    def of(cls, text: str) -> Hints:
+        return cls(
+            numbers=re.findall(r"-?\d+(?:\.\d+)?", text),
+            quoted=[a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", text)],
+        )
+
+
+def example_for_schema(
+    schema: dict[str, Any], name: str = "value", hints: Hints | None = None
+) -> Any:
+    """A deterministic instance of a JSON schema (the subset structured outputs use).
+
+    With ``hints`` (a tool call answering a prompt), numbers and quoted strings the prompt
+    mentions fill numeric and string fields in order, as a model would.
+    """
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
-            return example_for_schema(schema[key][0], name)
+            return example_for_schema(schema[key][0], name, hints)
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         props = schema.get("properties", {})
-        return {key: example_for_schema(sub, key) for key, sub in props.items()}
+        return {key: example_for_schema(sub, key, hints) for key, sub in props.items()}
     if kind == "array":
-        return [example_for_schema(schema.get("items", {}), name)]
+        return [example_for_schema(schema.get("items", {}), name, hints)]
     if kind == "integer":
+        if hints and hints.numbers:
+            return int(float(hints.numbers.pop(0)))
         return int(schema.get("minimum", 1))
     if kind == "number":
+        if hints and hints.numbers:
+            return float(hints.numbers.pop(0))
         return float(schema.get("minimum", 1.5))
     if kind == "boolean":
         return True
     if kind == "null":
         return None
+    if hints and hints.quoted:
+        return hints.quoted.pop(0)
     return f"example {name}"
 
 
@@ -164,7 +191,8 @@ class Engine:
             return f"The tool {last.tool_name or 'call'} returned: {last.text}", []
         tool = self._chosen_tool(request, user)
         if tool is not None:
-            return "", [self._call(request, tool.name, example_for_schema(tool.schema))]
+            arguments = example_for_schema(tool.schema, hints=Hints.of(user))
+            return "", [self._call(request, tool.name, arguments)]
         if request.json_schema is not None:
             return json.dumps(example_for_schema(request.json_schema)), []
         if request.json_mode:
@@ -180,6 +208,10 @@ class Engine:
             return by_name[request.tool_choice]
         for tool in request.tools:
             if tool.name in user:
+                return tool
+        words = set(re.findall(r"[a-z]{4,}", user.lower()))
+        for tool in request.tools:  # a word of the tool's name in the request: "weather"
+            if words & set(re.findall(r"[a-z]{4,}", tool.name.lower())):
                 return tool
         return request.tools[0] if request.tool_choice == "required" else None
 
