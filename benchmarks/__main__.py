@@ -5,6 +5,7 @@
 3. aiohttp vs httpx under concurrency (the choice in docs/decisions/0001-http-client.md).
 4. Proactive scheduling vs the openai SDK's retries vs LiteLLM's Router, on one limited model.
 5. Token estimators: time and error of the heuristic against cl100k.
+6. Router overhead per call vs LiteLLM's Router.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import aiohttp
 import msgspec
 
-from benchmarks import scheduling, tokens
+from benchmarks import router, scheduling, tokens
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
 from llmrelay.providers import Deployment, HttpClient, HttpProvider, default_registry
@@ -144,6 +145,10 @@ def main() -> int:
         return 0
     config = make_config(models=[*TEST_MODELS, scheduling.MODEL_SPEC])
     with start_simulator_process(config) as sim:
+        if only == "router":
+            section("Router overhead per call (zero-latency deployment, interleaved)")
+            router.run(sim, ROUNDS)
+            return 0
         if only == "scheduling":
             section("Scheduling: proactive vs reactive (one burst, one limited deployment)")
             scheduling.run(sim, ROUNDS)
@@ -164,6 +169,8 @@ def main() -> int:
         print("\n".join(rows))
         section("Scheduling: proactive vs reactive (one burst, one limited deployment)")
         scheduling.run(sim, ROUNDS)
+        section("Router overhead per call (zero-latency deployment, interleaved)")
+        router.run(sim, ROUNDS)
     section("Token estimation (median of 200 counts per sample)")
     tokens.run()
     return 0

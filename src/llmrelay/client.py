@@ -156,10 +156,18 @@ async def _next(stream: AsyncIterator[T]) -> T:
 class SmartLLM:
     """Calls that do not fail: routing, scheduling, fallbacks and breakers behind one object."""
 
-    def __init__(self, router: Router, stats: Stats, *, default_group: str = "default") -> None:
+    def __init__(
+        self,
+        router: Router,
+        stats: Stats,
+        *,
+        default_group: str = "default",
+        client: HttpClient | None = None,
+    ) -> None:
         self.router = router
         self.stats = stats
         self.default_group = default_group
+        self._client = client
         self._sync = _LoopThread()
 
     # -- construction -------------------------------------------------------------------
@@ -233,6 +241,8 @@ class SmartLLM:
 
     async def aclose(self) -> None:
         await self.router.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def close(self) -> None:
         self._sync.run(self.aclose())
@@ -320,7 +330,7 @@ class _Assembly:
         stats = Stats()
         self.events.subscribe(stats)
         default = "default" if "default" in groups else next(iter(groups))
-        return SmartLLM(router, stats, default_group=default)
+        return SmartLLM(router, stats, default_group=default, client=self.client)
 
     def _candidates(self, specs: list[DeploymentSettings], where: str) -> list[Candidate]:
         return [self._candidate(spec, f"{where}.{i}") for i, spec in enumerate(specs)]

@@ -365,9 +365,12 @@ class ScheduledProvider:
     def deployment(self) -> str:
         return self.provider.deployment.id
 
-    def estimate(self, request: ChatRequest) -> tuple[int, Amounts]:
-        """Estimated input tokens, and the units a request reserves."""
-        raw = self.estimator.count_request(request)
+    def estimate(
+        self, request: ChatRequest, input_tokens: int | None = None
+    ) -> tuple[int, Amounts]:
+        """Estimated input tokens (``input_tokens`` if the caller has counted them already),
+        and the units a request reserves."""
+        raw = self.estimator.count_request(request) if input_tokens is None else input_tokens
         output = request.max_tokens or self.output_reservation
         return raw, cost(self.calibration.adjust(self.key, raw), output)
 
@@ -378,8 +381,9 @@ class ScheduledProvider:
         priority: int = 0,
         deadline: float | None = None,
         can_fall_back: bool = True,
+        input_tokens: int | None = None,
     ) -> ChatResponse:
-        raw, amounts = self.estimate(request)
+        raw, amounts = self.estimate(request, input_tokens)
         ticket = self.scheduler.next_ticket()
         cause: ProviderError | None = None
         for attempt in itertools.count():
@@ -409,9 +413,10 @@ class ScheduledProvider:
         priority: int = 0,
         deadline: float | None = None,
         can_fall_back: bool = True,
+        input_tokens: int | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream events; a 429/529 before the first event is retried like :meth:`send`."""
-        raw, amounts = self.estimate(request)
+        raw, amounts = self.estimate(request, input_tokens)
         ticket = self.scheduler.next_ticket()
         cause: ProviderError | None = None
         for attempt in itertools.count():

@@ -148,22 +148,6 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
         return all(getattr(self, f) is None for f in self.__struct_fields__)
 
 
-class ChatResponse(msgspec.Struct, kw_only=True):
-    """A complete answer from one deployment."""
-
-    content: str
-    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
-    finish_reason: FinishReason = "stop"
-    usage: Usage = msgspec.field(default_factory=Usage)
-    model: str = ""
-    provider: str = ""
-    deployment: str = ""
-    id: str = ""
-    latency_s: float = 0.0
-    ttft_s: float | None = None
-    rate_limits: RateLimitInfo = msgspec.field(default_factory=RateLimitInfo)
-
-
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """One try of one deployment while routing a request."""
 
@@ -178,10 +162,23 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """Time from sending to the answer (or the failure)."""
 
 
-class RoutedResponse(ChatResponse, kw_only=True):
-    """An answer from the router: the deployment's response plus how it was reached."""
+class ChatResponse(msgspec.Struct, kw_only=True):
+    """A complete answer from one deployment."""
 
+    content: str
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    usage: Usage = msgspec.field(default_factory=Usage)
+    model: str = ""
+    provider: str = ""
+    deployment: str = ""
+    id: str = ""
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    rate_limits: RateLimitInfo = msgspec.field(default_factory=RateLimitInfo)
     attempts: list[Attempt] = msgspec.field(default_factory=list)
+    """How the router reached this answer: one entry per deployment tried (empty when a
+    provider was called directly)."""
     group: str = ""
     cost_usd: float = 0.0
 
@@ -269,3 +266,8 @@ class StreamAccumulator:
             model=self.model,
             id=self.id,
         )
+
+
+RoutedResponse = ChatResponse
+"""What the router returns: a :class:`ChatResponse` with ``attempts``, ``group`` and
+``cost_usd`` filled in."""

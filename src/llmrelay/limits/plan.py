@@ -97,7 +97,13 @@ class Plan(msgspec.Struct, frozen=True):
     day_tz: str = "UTC"
 
     def day(self, wall: float) -> tuple[int, float]:
-        """Today's number in the reset time zone, and seconds until tomorrow starts there."""
+        """Today's number in the reset time zone, and seconds until tomorrow starts there.
+
+        Without a daily limit the day does not matter (and time-zone arithmetic is the
+        costliest part of a decision), so it is not computed.
+        """
+        if not self.caps[RPD]:
+            return 0, DAY
         now = dt.datetime.fromtimestamp(wall, ZoneInfo(self.day_tz))
         tomorrow = dt.datetime.combine(
             now.date() + dt.timedelta(days=1), dt.time(), tzinfo=now.tzinfo
