@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,6 +130,10 @@ class _LoopThread:
                 self._loop = loop
             return self._loop
 
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
     def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(work, self._running())
 
@@ -169,6 +174,8 @@ class SmartLLM:
         self.default_group = default_group
         self._client = client
         self._sync = _LoopThread()
+        # Sync users rarely close: at exit, close what was opened on the private loop.
+        self._finalizer = weakref.finalize(self, _close_sync, self._sync, router, client)
 
     # -- construction -------------------------------------------------------------------
 
@@ -245,8 +252,8 @@ class SmartLLM:
             await self._client.aclose()
 
     def close(self) -> None:
-        self._sync.run(self.aclose())
-        self._sync.close()
+        self._finalizer.detach()
+        _close_sync(self._sync, self.router, self._client)
 
     async def __aenter__(self) -> SmartLLM:
         return self
@@ -259,6 +266,19 @@ class SmartLLM:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_sync(sync: _LoopThread, router: Router, client: HttpClient | None) -> None:
+    """Close the router and client on the private loop, if it ever ran, then stop it."""
+    if sync.started:
+
+        async def close() -> None:
+            await router.aclose()
+            if client is not None:
+                await client.aclose()
+
+        sync.run(close())
+    sync.close()
 
 
 def _request(prompt: Prompt, params: Mapping[str, Any]) -> ChatRequest:
