@@ -389,3 +389,43 @@ async def test_for_tier_uses_the_keys_in_the_environment(
     assert [c.id for c in group.fallbacks] == ["anthropic/claude-haiku-4-5", "openai/gpt-4.1-mini"]
     assert group.primary[0].scheduled.limits.rpm == 500
     assert (await llm.ainvoke("hi")).content == "Echo: hi"
+
+
+async def test_hedging_answers_from_the_second_when_the_first_is_slow(
+    simulator: SimulatorHandle, closing: list[SmartLLM]
+) -> None:
+    """A slow primary: after the hedge delay the fallback is asked too and wins; the loser
+    is cancelled and its reservation released."""
+    simulator.configure({"slow_s": 1.0})
+    simulator.set_faults("sim-openai", {"slow": 1.0})
+    llm = build(fast_builder().with_hedging(after_s=0.05, budget=1.0),
+                openai(simulator, tpm=100_000), anthropic(simulator))  # fmt: skip
+    closing.append(llm)
+    started = asyncio.get_running_loop().time()
+    response = await llm.ainvoke("hi")
+    assert asyncio.get_running_loop().time() - started < 0.8
+    assert response.deployment == "anthropic/sim-anthropic"
+    assert [(a.deployment, a.error) for a in response.attempts] == [
+        ("openai/sim-openai", "Cancelled"),
+        ("anthropic/sim-anthropic", None),
+    ]
+    await asyncio.sleep(0.05)
+    primary = llm.router.group("default").primary[0]
+    snapshot = await primary.scheduled.scheduler.limiter.snapshot(primary.scheduled.key,
+                                                                  primary.scheduled.plan)  # fmt: skip
+    assert primary.in_flight == 0
+    assert snapshot.levels[1] == pytest.approx(primary.scheduled.plan.caps[1], abs=5)
+
+
+async def test_hedging_respects_its_budget(
+    simulator: SimulatorHandle, closing: list[SmartLLM]
+) -> None:
+    """With a 10 % budget, at most one request in ten is hedged."""
+    simulator.configure({"slow_s": 0.2})
+    simulator.set_faults("sim-openai", {"slow": 1.0})
+    llm = build(fast_builder().with_hedging(after_s=0.01, budget=0.1), openai(simulator),
+                anthropic(simulator))  # fmt: skip
+    closing.append(llm)
+    await asyncio.gather(*(llm.ainvoke("hi") for _ in range(20)))
+    assert llm.router.hedged <= 2
+    assert llm.router.routed == 20

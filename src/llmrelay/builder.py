@@ -89,6 +89,15 @@ class LLMBuilder:
             self._routing["retry_backoff_s"] = backoff_s
         return self
 
+    def with_hedging(
+        self, *, after_s: float | None = None, quantile: float | None = None, budget: float = 0.05
+    ) -> LLMBuilder:
+        """Also send to the next deployment when the first has not answered after ``after_s``
+        seconds (or its observed latency ``quantile``, e.g. 0.95); at most ``budget`` of the
+        requests are hedged."""
+        self._routing.update(hedge_after_s=after_s, hedge_quantile=quantile, hedge_budget=budget)
+        return self
+
     def with_circuit_breaker(self, **breaker: Any) -> LLMBuilder:
         """``failure_threshold``, ``cooldown_s``, ``half_open_probes``."""
         self._routing["breaker"] = breaker

@@ -345,6 +345,9 @@ class _Assembly:
             retries=routing.retries,
             retry_backoff_s=routing.retry_backoff_s,
             context_margin=routing.context_margin,
+            hedge_after_s=routing.hedge_after_s,
+            hedge_quantile=routing.hedge_quantile,
+            hedge_budget=routing.hedge_budget,
         )
         router = Router(groups, policy=policy, config=config, events=self.events)
         stats = Stats()

@@ -87,6 +87,9 @@ class RoutingSettings(_Section):
     retry_backoff_s: float = Field(default=0.25, ge=0)
     context_margin: float = Field(default=0.9, gt=0, le=1)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    hedge_after_s: float | None = Field(default=None, gt=0)
+    hedge_quantile: float | None = Field(default=None, gt=0, lt=1)
+    hedge_budget: float = Field(default=0.05, ge=0, le=1)
 
 
 class SchedulerSettings(_Section):

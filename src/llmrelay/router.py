@@ -65,8 +65,19 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True):
     retries: int = 1
     retry_backoff_s: float = 0.25
     context_margin: float = 0.9
+    hedge_after_s: float | None = None
+    """Hedging (off by default): with no answer after this many seconds, also send to the
+    next candidate; the first answer wins and the other call is cancelled."""
+    hedge_quantile: float | None = None
+    """Or wait for this quantile (e.g. 0.95) of the deployment's observed latency."""
+    hedge_budget: float = 0.05
+    """At most this share of requests may be hedged (extra load stays bounded)."""
 
     def __post_init__(self) -> None:
+        if self.hedge_quantile is not None and not 0 < self.hedge_quantile < 1:
+            raise ValueError(f"hedge_quantile must be in (0, 1), got {self.hedge_quantile}")
+        if not 0 <= self.hedge_budget <= 1:
+            raise ValueError(f"hedge_budget must be in [0, 1], got {self.hedge_budget}")
         if self.retries < 0 or self.retry_backoff_s < 0:
             raise ValueError("retries and retry_backoff_s must be >= 0")
         if not 0 < self.context_margin <= 1:
@@ -100,6 +111,9 @@ class Router:
         self.config = config or RouterConfig()
         self.estimator = estimator or TiktokenEstimator()
         self.quick_estimator: Estimator = HeuristicEstimator()
+        self.routed = 0
+        self.hedged = 0
+        self._losers: set[asyncio.Task[ChatResponse]] = set()
         self.events = events or EventBus()
 
     def group(self, name: str) -> ModelGroup:
@@ -149,6 +163,11 @@ class Router:
         validate(request)
         model_group = self.group(group)
         remaining, attempts, input_tokens = self.plan(model_group, request)
+        self.routed += 1
+        if len(remaining) > 1 and self._hedge_delay(remaining[0]) is not None:
+            won = await self._race(model_group, request, remaining, attempts, input_tokens)
+            if won is not None:
+                return won
         while remaining:
             candidate = remaining.pop(0)
             if not self._admitted(candidate, model_group, attempts):
@@ -184,6 +203,77 @@ class Router:
         raise AllModelsExhausted(
             f"every deployment of model group {model_group.name!r} failed", attempts
         )
+
+    def _hedge_delay(self, candidate: Candidate) -> float | None:
+        if self.config.hedge_after_s is not None:
+            return self.config.hedge_after_s
+        if self.config.hedge_quantile is not None:
+            return candidate.latency_quantile(self.config.hedge_quantile)
+        return None
+
+    async def _race(
+        self,
+        group: ModelGroup,
+        request: ChatRequest,
+        remaining: list[Candidate],
+        attempts: list[Attempt],
+        input_tokens: int,
+    ) -> ChatResponse | None:
+        """Send to the first candidate; if it is slow, to the next too; first answer wins.
+
+        Returns ``None`` when every call it made failed (they are in ``attempts``; the
+        caller goes on with ``remaining``).
+        """
+        first = remaining[0]
+        delay = self._hedge_delay(first)
+        if delay is None or not self._admitted(remaining.pop(0), group, attempts):
+            return None
+        started: dict[asyncio.Task[ChatResponse], tuple[Candidate, float]] = {}
+
+        def launch(candidate: Candidate) -> None:
+            candidate.in_flight += 1
+            task = asyncio.create_task(
+                candidate.scheduled.send(request, can_fall_back=True, input_tokens=input_tokens)
+            )
+            task.add_done_callback(lambda _: _leave(candidate))
+            started[task] = (candidate, time.perf_counter())
+
+        launch(first)
+        pending = set(started)
+        done, pending = await asyncio.wait(pending, timeout=delay)
+        budget = max(1.0, self.config.hedge_budget * self.routed)
+        if not done and remaining and self.hedged < budget and remaining[0].breaker.allow():
+            self.hedged += 1
+            launch(remaining.pop(0))
+            pending = {t for t in started if not t.done()}
+            self._emit(EventKind.HEDGED, group, first)
+        try:
+            while pending or done:
+                if not done:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    candidate, at = started[task]
+                    exc = task.exception()
+                    if exc is None:
+                        for loser in pending:
+                            attempts.append(_cancelled(started[loser][0]))
+                        return self._answered(group, candidate, task.result(), attempts, at)
+                    if not isinstance(exc, ProviderError):
+                        raise exc
+                    elapsed = time.perf_counter() - at
+                    attempts.append(_failed(candidate, exc, elapsed))
+                    self._emit(EventKind.ATTEMPT_FAILED, group, candidate, exc, elapsed)
+                    if isinstance(exc, _CALLERS_FAULT):
+                        raise exc
+                    if isinstance(exc, _OUTAGES):
+                        candidate.breaker.record_failure()
+                done = set()
+            return None
+        finally:
+            for task in pending:  # the loser: cancelling it releases its reservation
+                task.cancel()
+                self._losers.add(task)
+                task.add_done_callback(self._losers.discard)
 
     async def stream(
         self, request: ChatRequest, group: str = "default"
@@ -350,6 +440,16 @@ class Router:
             await scheduled.scheduler.aclose()
         for candidate in self.candidates():
             await candidate.scheduled.provider.aclose()
+
+
+def _cancelled(candidate: Candidate) -> Attempt:
+    return Attempt(
+        deployment=candidate.id, error="Cancelled", message="another deployment answered first"
+    )
+
+
+def _leave(candidate: Candidate) -> None:
+    candidate.in_flight -= 1
 
 
 def _failed(candidate: Candidate, exc: ProviderError, elapsed: float) -> Attempt:

@@ -286,6 +286,9 @@ class Simulator:
             return
         limit_headers = wire.limit_headers(self.limiter.window(key, model, spec.rpm, spec.tpm))
         fault = self._draw_fault(spec, request.stream)
+        if fault == "slow":  # the latency tail: a normal answer, late
+            await asyncio.sleep(self.config.slow_s)
+            fault = None
         if fault is not None and fault not in _STREAM_FAULTS:
             self.limiter.give_back(key, model, spec.tpm, reserved)
             self.ledger.refused(key, model, f"fault:{fault}")

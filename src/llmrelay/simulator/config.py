@@ -28,6 +28,7 @@ FaultKind = Literal[
     "stream_error",
     "malformed",
     "stream_cut",
+    "slow",
 ]
 
 
@@ -91,6 +92,9 @@ class SimulatorConfig(_Strict):
     seed: int = 0
     hang_s: float = Field(
         default=600.0, gt=0, description="how long a 'timeout' fault hangs before answering"
+    )
+    slow_s: float = Field(
+        default=2.0, ge=0, description="extra time a 'slow' fault adds before a normal answer"
     )
     scripts: tuple[Script, ...] = Field(
         default=(), description="scripted replies shared by every model, tried after its own"
