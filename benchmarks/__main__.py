@@ -6,6 +6,7 @@
 4. Proactive scheduling vs the openai SDK's retries vs LiteLLM's Router, on one limited model.
 5. Token estimators: time and error of the heuristic against cl100k.
 6. Router overhead per call vs LiteLLM's Router.
+7. Hedging on a heavy latency tail: p99 with and without, and what it cost.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import aiohttp
 import msgspec
 
-from benchmarks import router, scheduling, tokens
+from benchmarks import hedging, router, scheduling, tokens
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
 from llmrelay.providers import Deployment, HttpClient, HttpProvider, default_registry
@@ -143,8 +144,14 @@ def main() -> int:
         section("Token estimation (median of 200 counts per sample)")
         tokens.run()
         return 0
-    config = make_config(models=[*TEST_MODELS, scheduling.MODEL_SPEC])
+    config = make_config(
+        models=[*TEST_MODELS, scheduling.MODEL_SPEC, hedging.MODEL_SPEC], slow_s=hedging.SLOW_S
+    )
     with start_simulator_process(config) as sim:
+        if only == "hedging":
+            section("Hedging on a heavy latency tail (2 % of answers 1 s late)")
+            hedging.run(sim)
+            return 0
         if only == "router":
             section("Router overhead per call (zero-latency deployment, interleaved)")
             router.run(sim, ROUNDS)
@@ -171,6 +178,8 @@ def main() -> int:
         scheduling.run(sim, ROUNDS)
         section("Router overhead per call (zero-latency deployment, interleaved)")
         router.run(sim, ROUNDS)
+        section("Hedging on a heavy latency tail (2 % of answers 1 s late)")
+        hedging.run(sim)
     section("Token estimation (median of 200 counts per sample)")
     tokens.run()
     return 0
