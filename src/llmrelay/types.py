@@ -145,7 +145,15 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def is_empty(self) -> bool:
-        return all(getattr(self, f) is None for f in self.__struct_fields__)
+        return (
+            self.requests_limit is None
+            and self.requests_remaining is None
+            and self.tokens_limit is None
+            and self.tokens_remaining is None
+            and self.retry_after_s is None
+            and self.requests_reset_s is None
+            and self.tokens_reset_s is None
+        )
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):

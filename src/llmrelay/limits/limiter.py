@@ -7,7 +7,7 @@ from typing import Protocol
 import msgspec
 
 from llmrelay.limits.memory import MemoryBackend
-from llmrelay.limits.plan import RPD, RPM, Amounts, Plan, Snapshot, cost
+from llmrelay.limits.plan import Amounts, Plan, Snapshot
 from llmrelay.types import RateLimitInfo, Usage
 
 
@@ -65,11 +65,17 @@ class Limiter:
         if reservation.settled:
             return
         reservation.settled = True
-        used = cost(usage.input_tokens, usage.output_tokens)
-        reserved = reservation.amounts
-        back = tuple(0.0 if i in (RPM, RPD) else reserved[i] - used[i] for i in range(5))
+        used_in, used_out = usage.input_tokens, usage.output_tokens
+        _, tokens, input_tokens, output_tokens, _ = reservation.amounts
+        back = (
+            0.0,
+            tokens - used_in - used_out,
+            input_tokens - used_in,
+            output_tokens - used_out,
+            0.0,
+        )
         # Even with nothing to give back, this is an answer: it confirms the buckets.
-        await self.backend.give(reservation.key, reservation.plan, _amounts(back))
+        await self.backend.give(reservation.key, reservation.plan, back)
 
     async def release(self, reservation: Reservation, *, sent: bool) -> None:
         """Give back what a failed or cancelled request took.
@@ -98,10 +104,6 @@ class Limiter:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
-
-
-def _amounts(values: tuple[float, ...]) -> Amounts:
-    return (values[0], values[1], values[2], values[3], values[4])
 
 
 __all__ = ["LimitBackend", "Limiter", "Reservation"]

@@ -41,14 +41,26 @@ class _State:
     blocked_until: float = 0.0
     confirmed: bool = False
     origin: float = 0.0
+    effective: tuple[Plan, Amounts, tuple[float, float, float, float]] | None = None
+    """Caps and rates in force for a plan (learned ones win), kept until either changes."""
+
+    def _effective(self, plan: Plan) -> tuple[Plan, Amounts, tuple[float, float, float, float]]:
+        found = self.effective
+        if found is None or found[0] is not plan:
+            c = [self.learned_caps[i] or plan.caps[i] for i in range(5)]
+            r = [self.learned_rates[i] or plan.rates[i] for i in range(4)]
+            found = self.effective = (
+                plan,
+                (c[0], c[1], c[2], c[3], c[4]),
+                (r[0], r[1], r[2], r[3]),
+            )
+        return found
 
     def caps(self, plan: Plan) -> Amounts:
-        c = [self.learned_caps[i] or plan.caps[i] for i in range(5)]
-        return (c[0], c[1], c[2], c[3], c[4])
+        return self._effective(plan)[1]
 
     def rates(self, plan: Plan) -> tuple[float, float, float, float]:
-        r = [self.learned_rates[i] or plan.rates[i] for i in range(4)]
-        return (r[0], r[1], r[2], r[3])
+        return self._effective(plan)[2]
 
     def refill(self, plan: Plan, now: float, day: int) -> None:
         caps, rates = self.caps(plan), self.rates(plan)
@@ -92,6 +104,7 @@ class _State:
     def observe(self, plan: Plan, info: RateLimitInfo) -> None:
         """Adopt the limits a provider reports, and never believe in more room than it has."""
         self.confirmed = True
+        self.effective = None
         margin = float(plan.margin)
         if info.requests_limit:
             # A configured capacity of 1 (min_spacing) stays 1: only the rate is learned.
@@ -110,6 +123,7 @@ class _State:
             cap = self.caps(plan)[tokens]
             held = cap / (1 - plan.token_margin) * plan.token_margin if cap else 0.0
             self._lower(tokens, info.tokens_remaining - held)
+        self.effective = None
         caps = self.caps(plan)
         for i in ROLLING:
             if not math.isnan(self.levels[i]):

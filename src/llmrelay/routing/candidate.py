@@ -59,7 +59,7 @@ class Candidate:
         self.ttft_ewma = first_token_s if old is None else old + alpha * (first_token_s - old)
 
     def record_limits(self, info: RateLimitInfo | None) -> None:
-        if info is None:
+        if info is None or (info.requests_limit is None and info.tokens_limit is None):
             return
         shares = [
             remaining / limit
