@@ -19,7 +19,8 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,6 @@ class Outcome:
     tokens: int = 0
     upstream_429: int = 0
     overhead_us: tuple[float, float] | None = None
-    notes: list[str] = field(default_factory=list)
 
     def goodput(self) -> float:
         return self.tokens / (TPM + TPM / 60 * self.makespan)
@@ -88,36 +88,9 @@ def request() -> ChatRequest:
     return ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=MAX_TOKENS)
 
 
-async def run_llmrelay(sim: SimulatorHandle, key: str) -> Outcome:
-    deployment = Deployment(provider="openai", model=MODEL, api_key=key, base_url=sim.url + "/v1")
-    async with HttpClient() as client:
-        provider = ScheduledProvider(
-            default_registry().create(deployment, client), Limits(rpm=RPM, tpm=TPM)
-        )
-        latencies: list[float] = []
-        failures: list[str] = []
-        tokens = 0
-
-        async def one() -> None:
-            nonlocal tokens
-            start = time.perf_counter()
-            try:
-                response = await provider.send(request())
-            except Exception as exc:  # counted, by type
-                failures.append(type(exc).__name__)
-                return
-            latencies.append(time.perf_counter() - start)
-            tokens += response.usage.total_tokens
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(BURST)))
-        makespan = time.perf_counter() - started
-        await provider.scheduler.aclose()
-    return Outcome("llmrelay ScheduledProvider", makespan, latencies, failures, tokens)
-
-
-async def run_openai_sdk(sim: SimulatorHandle, key: str) -> Outcome:
-    client = openai.AsyncOpenAI(base_url=sim.url + "/v1", api_key=key)  # default: 2 retries
+async def _burst(name: str, call: Callable[[], Awaitable[int]]) -> Outcome:
+    """``BURST`` calls at once; ``call`` returns the tokens one answer used. Any failure is
+    counted by its type."""
     latencies: list[float] = []
     failures: list[str] = []
     tokens = 0
@@ -126,23 +99,48 @@ async def run_openai_sdk(sim: SimulatorHandle, key: str) -> Outcome:
         nonlocal tokens
         start = time.perf_counter()
         try:
-            response = await client.chat.completions.create(
-                model=MODEL,
-                messages=[{"role": "user", "content": PROMPT}],
-                max_tokens=MAX_TOKENS,
-            )
-        except openai.APIError as exc:
+            used = await call()
+        except Exception as exc:  # counted, by type
             failures.append(type(exc).__name__)
             return
         latencies.append(time.perf_counter() - start)
-        assert response.usage is not None
-        tokens += response.usage.total_tokens
+        tokens += used
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(BURST)))
-    makespan = time.perf_counter() - started
+    return Outcome(name, time.perf_counter() - started, latencies, failures, tokens)
+
+
+async def run_llmrelay(sim: SimulatorHandle, key: str) -> Outcome:
+    deployment = Deployment(provider="openai", model=MODEL, api_key=key, base_url=sim.url + "/v1")
+    async with HttpClient() as client:
+        provider = ScheduledProvider(
+            default_registry().create(deployment, client), Limits(rpm=RPM, tpm=TPM)
+        )
+
+        async def call() -> int:
+            return (await provider.send(request())).usage.total_tokens
+
+        outcome = await _burst("llmrelay ScheduledProvider", call)
+        await provider.scheduler.aclose()
+    return outcome
+
+
+async def run_openai_sdk(sim: SimulatorHandle, key: str) -> Outcome:
+    client = openai.AsyncOpenAI(base_url=sim.url + "/v1", api_key=key)  # default: 2 retries
+
+    async def call() -> int:
+        response = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=MAX_TOKENS,
+        )
+        assert response.usage is not None
+        return response.usage.total_tokens
+
+    outcome = await _burst("openai SDK (max_retries=2)", call)
     await client.close()
-    return Outcome("openai SDK (max_retries=2)", makespan, latencies, failures, tokens)
+    return outcome
 
 
 def run_litellm(sim: SimulatorHandle, key: str) -> Outcome | None:

@@ -40,7 +40,7 @@ from llmrelay.errors import (
 )
 from llmrelay.events import Event, EventBus, EventKind
 from llmrelay.routing.candidate import Candidate
-from llmrelay.routing.policy import FallbackPolicy, ModelGroup, Smart
+from llmrelay.routing.policy import FallbackPolicy, ModelGroup, Smart, unique
 from llmrelay.tokens import Estimator, HeuristicEstimator, TiktokenEstimator
 from llmrelay.types import (
     Attempt,
@@ -164,8 +164,9 @@ class Router:
         model_group = self.group(group)
         remaining, attempts, input_tokens = self.plan(model_group, request)
         self.routed += 1
-        if len(remaining) > 1 and self._hedge_delay(remaining[0]) is not None:
-            won = await self._race(model_group, request, remaining, attempts, input_tokens)
+        delay = self._hedge_delay(remaining[0]) if len(remaining) > 1 else None
+        if delay is not None:
+            won = await self._race(model_group, request, remaining, attempts, input_tokens, delay)
             if won is not None:
                 return won
         while remaining:
@@ -180,17 +181,13 @@ class Router:
                         request, can_fall_back=bool(remaining), input_tokens=input_tokens
                     )
                 except ProviderError as exc:
-                    elapsed = time.perf_counter() - started
-                    attempts.append(_failed(candidate, exc, elapsed))
-                    self._emit(EventKind.ATTEMPT_FAILED, model_group, candidate, exc, elapsed,
-                               len(attempts) - 1)  # fmt: skip
+                    self._failure(model_group, candidate, exc, started, attempts)
                     if isinstance(exc, _CALLERS_FAULT):
                         raise
-                    if isinstance(exc, _OUTAGES):
-                        candidate.breaker.record_failure()
-                        if retry < self.config.retries and candidate.breaker.allow():
-                            await asyncio.sleep(self.config.retry_backoff_s * 2**retry)
-                            continue
+                    outage = isinstance(exc, _OUTAGES)
+                    if outage and retry < self.config.retries and candidate.breaker.allow():
+                        await asyncio.sleep(self.config.retry_backoff_s * 2**retry)
+                        continue
                     following = self.policy.after(exc, candidate, remaining, model_group)
                     if following is None:
                         raise
@@ -218,15 +215,16 @@ class Router:
         remaining: list[Candidate],
         attempts: list[Attempt],
         input_tokens: int,
+        delay: float,
     ) -> ChatResponse | None:
-        """Send to the first candidate; if it is slow, to the next too; first answer wins.
+        """Send to the first candidate; if it has not answered after ``delay`` seconds, to
+        the next too; the first answer wins.
 
         Returns ``None`` when every call it made failed (they are in ``attempts``; the
         caller goes on with ``remaining``).
         """
-        first = remaining[0]
-        delay = self._hedge_delay(first)
-        if delay is None or not self._admitted(remaining.pop(0), group, attempts):
+        first = remaining.pop(0)
+        if not self._admitted(first, group, attempts):
             return None
         started: dict[asyncio.Task[ChatResponse], tuple[Candidate, float]] = {}
 
@@ -260,13 +258,9 @@ class Router:
                         return self._answered(group, candidate, task.result(), attempts, at)
                     if not isinstance(exc, ProviderError):
                         raise exc
-                    elapsed = time.perf_counter() - at
-                    attempts.append(_failed(candidate, exc, elapsed))
-                    self._emit(EventKind.ATTEMPT_FAILED, group, candidate, exc, elapsed)
+                    self._failure(group, candidate, exc, at, attempts)
                     if isinstance(exc, _CALLERS_FAULT):
                         raise exc
-                    if isinstance(exc, _OUTAGES):
-                        candidate.breaker.record_failure()
                 done = set()
             return None
         finally:
@@ -321,12 +315,7 @@ class Router:
                     yield event
                 return
             except ProviderError as exc:
-                elapsed = time.perf_counter() - started
-                attempts.append(_failed(candidate, exc, elapsed))
-                self._emit(EventKind.ATTEMPT_FAILED, model_group, candidate, exc, elapsed,
-                           len(attempts) - 1)  # fmt: skip
-                if isinstance(exc, _OUTAGES):
-                    candidate.breaker.record_failure()
+                self._failure(model_group, candidate, exc, started, attempts)
                 if delivered:
                     if isinstance(exc, StreamInterrupted):
                         raise
@@ -358,6 +347,21 @@ class Router:
             finish_reason=end.finish_reason,
             usage=Usage(input_tokens=input_tokens, output_tokens=output),
         )
+
+    def _failure(
+        self,
+        group: ModelGroup,
+        candidate: Candidate,
+        exc: ProviderError,
+        started: float,
+        attempts: list[Attempt],
+    ) -> None:
+        """Trace a failed attempt, announce it, and count an outage against the breaker."""
+        elapsed = time.perf_counter() - started
+        attempts.append(_failed(candidate, exc, elapsed))
+        self._emit(EventKind.ATTEMPT_FAILED, group, candidate, exc, elapsed, len(attempts) - 1)
+        if isinstance(exc, _OUTAGES):
+            candidate.breaker.record_failure()
 
     def _admitted(self, candidate: Candidate, group: ModelGroup, attempts: list[Attempt]) -> bool:
         if candidate.breaker.allow():
@@ -428,11 +432,7 @@ class Router:
 
     def candidates(self) -> list[Candidate]:
         """Every deployment of every group, once."""
-        seen: dict[int, Candidate] = {}
-        for group in self.groups.values():
-            for c in group.members():
-                seen.setdefault(id(c), c)
-        return list(seen.values())
+        return unique([c for group in self.groups.values() for c in group.members()])
 
     async def aclose(self) -> None:
         schedulers = {id(c.scheduled.scheduler): c.scheduled for c in self.candidates()}

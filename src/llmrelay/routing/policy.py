@@ -33,10 +33,7 @@ class ModelGroup:
     balancer: Balancer = field(default_factory=RoundRobin)
 
     def members(self) -> list[Candidate]:
-        seen: dict[int, Candidate] = {}
-        for c in (*self.primary, *self.fallbacks, *self.content_fallbacks):
-            seen.setdefault(id(c), c)
-        return list(seen.values())
+        return unique([*self.primary, *self.fallbacks, *self.content_fallbacks])
 
 
 class FallbackPolicy(Protocol):
@@ -55,7 +52,8 @@ class FallbackPolicy(Protocol):
         ...
 
 
-def _dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
+def unique(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Each candidate once (a deployment may be listed in several roles), order kept."""
     seen: set[int] = set()
     out = []
     for c in candidates:
@@ -69,7 +67,7 @@ class Sequential:
     """Primary (load-balanced), then fallbacks, in the configured order."""
 
     def initial(self, group: ModelGroup, input_tokens: int, output_tokens: int) -> list[Candidate]:
-        return _dedupe([*group.balancer.order(group.primary), *group.fallbacks])
+        return unique([*group.balancer.order(group.primary), *group.fallbacks])
 
     def after(
         self,
@@ -79,7 +77,7 @@ class Sequential:
         group: ModelGroup,
     ) -> list[Candidate] | None:
         if isinstance(error, ContentFiltered):
-            return _dedupe([*remaining, *group.content_fallbacks]) or None
+            return unique([*remaining, *group.content_fallbacks]) or None
         return list(remaining)
 
 
@@ -109,7 +107,7 @@ class CostOptimized(Smart):
     """The cheapest deployment for this request first, then the next cheapest."""
 
     def initial(self, group: ModelGroup, input_tokens: int, output_tokens: int) -> list[Candidate]:
-        members = _dedupe([*group.primary, *group.fallbacks])
+        members = unique([*group.primary, *group.fallbacks])
         return sorted(members, key=lambda c: c.price_for(input_tokens, output_tokens))
 
 
@@ -134,4 +132,5 @@ __all__ = [
     "Sequential",
     "Smart",
     "fallback_policy",
+    "unique",
 ]
