@@ -11,15 +11,69 @@ from llmrelay.errors import ConfigError
 
 
 def test_shipped_catalog_is_complete() -> None:
-    """Every model has a window, an output limit, prices and at least one tier; the date is set."""
+    """Hosted models have a window, an output limit, prices and a tier; local ones no price."""
     catalog = Catalog.default()
     assert catalog.read == "2026-11-22"
-    assert {"openai", "anthropic", "gemini"} <= set(catalog.sources)
+    assert {"openai", "anthropic", "gemini", "ollama"} <= set(catalog.sources)
     assert len(catalog) >= 12
     for info in catalog:
         assert 0 < info.max_output_tokens <= info.context_window
-        assert info.price is not None and info.price.input > 0 and info.price.output > 0
-        assert info.limits, info.model
+        if info.provider == "ollama":
+            assert info.price is None and not info.limits, info.model
+            assert info.cost(1_000_000, 1_000_000) == 0.0
+        else:
+            assert info.price is not None and info.price.input > 0 and info.price.output > 0
+            assert info.limits, info.model
+
+
+@pytest.mark.parametrize(
+    ("model", "window"),
+    [
+        ("llama3.1", 131_072),
+        ("llama3.1:70b", 131_072),
+        ("llama3.2:1b", 131_072),
+        ("llama3.3:70b", 131_072),
+        ("qwen2.5:72b", 32_768),
+        ("qwen3:8b", 40_960),
+        ("mistral:7b", 32_768),
+        ("mistral-nemo", 131_072),
+        ("gemma2:27b", 8_192),
+        ("gemma3:12b", 131_072),
+        ("gemma3:1b", 32_768),
+    ],
+)
+def test_local_models_have_ollamas_windows(model: str, window: int) -> None:
+    """Ollama's tags are in the catalog with the window each model ships with."""
+    info = Catalog.default().require("ollama", model)
+    assert (info.provider, info.model, info.context_window) == ("ollama", model, window)
+
+
+def test_latest_tag_is_the_bare_name() -> None:
+    """name:latest finds the entry name; other lookups stay exact."""
+    catalog = Catalog.default()
+    assert catalog.get("ollama", "llama3.2:latest") == catalog.get("ollama", "llama3.2")
+    assert catalog.get("ollama", "gemma3:latest") is catalog.get("ollama", "gemma3")
+    assert "ollama/qwen3:latest" in catalog and "ollama/qwen3" in catalog
+    assert catalog.get("ollama", "llama3.2:8b") is None  # no such tag: not guessed
+    assert catalog.get("openai", "llama3.2") is None  # the provider is part of the key
+    assert catalog.get("ollama", "llama3.2-latest") is None
+    assert 42 not in catalog
+
+
+def test_latest_tag_works_for_extended_entries(tmp_path: Path) -> None:
+    """An entry added from config or a loaded file answers to its :latest tag too."""
+    extended = Catalog.default().extend(
+        {"ollama/my-model": {"context_window": 4096, "max_output_tokens": 1024}}
+    )
+    assert extended.require("ollama", "my-model:latest").context_window == 4096
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        'read: "2026-01-01"\nmodels:\n  "ollama/phi4": {context_window: 16384, '
+        "max_output_tokens: 16384}\n"
+    )
+    loaded = Catalog.load(path)
+    assert len(loaded) == 1
+    assert loaded.require("ollama", "phi4:latest").context_window == 16384
 
 
 def test_tier_limits_become_scheduler_limits() -> None:

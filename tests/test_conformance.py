@@ -144,6 +144,24 @@ async def test_json_schema_output(make_provider) -> None:  # type: ignore[no-unt
     assert isinstance(document["year"], int) and isinstance(document["tags"], list)
 
 
+async def test_json_object_output(
+    make_provider, simulator: SimulatorHandle, case: AdapterCase
+) -> None:  # type: ignore[no-untyped-def]
+    """JSON-object mode yields a JSON object; an adapter without it refuses before any I/O."""
+    request = ask("Describe a movie", response_format=ResponseFormat(type="json_object"))
+    provider = make_provider(api_key="sk-json")
+    if not provider.SUPPORTS_JSON_OBJECT:
+        with pytest.raises(errors.BadRequest, match="no JSON-object mode"):
+            await provider.send(request)
+        with pytest.raises(errors.BadRequest, match="no JSON-object mode"):
+            await collect(provider, request)
+        assert simulator.usage("sk-json", case.model)["requests"] == 0
+        return
+    provider.check(request, stream=True)
+    response = await provider.send(request)
+    assert isinstance(json.loads(response.content), dict)
+
+
 async def test_rate_limit_headers_parsed(
     make_provider, simulator: SimulatorHandle, case: AdapterCase
 ) -> None:  # type: ignore[no-untyped-def]
@@ -241,3 +259,14 @@ async def test_context_window_exceeded(
     if case.provider != "ollama" and case.model != "sim-ollama":
         assert caught.value.max_tokens == 50
         assert caught.value.required_tokens is not None and caught.value.required_tokens > 50
+
+
+async def test_discovered_window_is_the_servers(
+    make_provider, simulator: SimulatorHandle, case: AdapterCase
+) -> None:  # type: ignore[no-untyped-def]
+    """Discovery reports the window the server is configured with, or None; it never raises."""
+    simulator.set_model(case.model, context_window=12_345)
+    window = await make_provider().discover_context_window()
+    assert window in (None, 12_345)
+    if case.provider in ("openai", "anthropic"):  # hosted APIs publish no window
+        assert window is None

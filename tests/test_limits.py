@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from llmrelay.limits import Limiter, Limits, MemoryBackend, Reservation, cost
 from llmrelay.limits.memory import UNCONFIRMED_GRACE_S
-from llmrelay.limits.plan import TPM
+from llmrelay.limits.plan import TPM, Plan
 from llmrelay.limits.redis import RedisBackend
 from llmrelay.simulator.state import Limiter as ProviderBucket
 from llmrelay.types import RateLimitInfo, Usage
@@ -47,7 +47,7 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Limiter
 async def test_rpm_bucket_with_margin(limiter: tuple[Limiter, FakeClock]) -> None:
     """RPM 12 with margin 2 admits 10 at once, then one every 5 s."""
     lim, clock = limiter
-    plan = Limits(rpm=12).plan()
+    plan = Limits(rpm=12, short_window_s=0).plan()
     for _ in range(10):
         res = await lim.reserve("d", plan, cost(0, 0))
         assert isinstance(res, Reservation)
@@ -61,7 +61,7 @@ async def test_rpm_bucket_with_margin(limiter: tuple[Limiter, FakeClock]) -> Non
 async def test_min_spacing(limiter: tuple[Limiter, FakeClock]) -> None:
     """min_spacing sends no burst: one request per 60/RPM seconds."""
     lim, clock = limiter
-    plan = Limits(rpm=60, min_spacing=True).plan()
+    plan = Limits(rpm=60, min_spacing=True, short_window_s=0).plan()
     res = await lim.reserve("d", plan, cost(0, 0))
     assert isinstance(res, Reservation)
     await lim.reconcile(res, Usage())
@@ -73,7 +73,7 @@ async def test_min_spacing(limiter: tuple[Limiter, FakeClock]) -> None:
 async def test_no_refill_before_the_first_answer(limiter: tuple[Limiter, FakeClock]) -> None:
     """Until the provider answers, refill waits out the grace period: it may not have seen us."""
     lim, clock = limiter
-    plan = Limits(rpm=60, safety_margin=0).plan()
+    plan = Limits(rpm=60, safety_margin=0, short_window_s=0).plan()
     for _ in range(60):
         res = await lim.reserve("d", plan, cost(0, 0))
         assert isinstance(res, Reservation)
@@ -86,7 +86,7 @@ async def test_no_refill_before_the_first_answer(limiter: tuple[Limiter, FakeClo
 async def test_reconcile_gives_back_unused_tokens(limiter: tuple[Limiter, FakeClock]) -> None:
     """A reservation of input + max_tokens shrinks to the real usage."""
     lim, _ = limiter
-    plan = Limits(tpm=1_000, token_margin=0).plan()
+    plan = Limits(tpm=1_000, token_margin=0, short_window_s=0).plan()
     res = await lim.reserve("d", plan, cost(100, 500))
     assert isinstance(res, Reservation)
     assert (await lim.snapshot("d", plan)).levels[TPM] == pytest.approx(400)
@@ -99,7 +99,7 @@ async def test_reconcile_gives_back_unused_tokens(limiter: tuple[Limiter, FakeCl
 async def test_usage_above_the_estimate_is_taken(limiter: tuple[Limiter, FakeClock]) -> None:
     """An under-estimate is charged in full when the real usage arrives."""
     lim, _ = limiter
-    plan = Limits(tpm=1_000, token_margin=0).plan()
+    plan = Limits(tpm=1_000, token_margin=0, short_window_s=0).plan()
     res = await lim.reserve("d", plan, cost(100, 100))
     assert isinstance(res, Reservation)
     await lim.reconcile(res, Usage(input_tokens=300, output_tokens=200))
@@ -111,7 +111,7 @@ async def test_release_returns_tokens_and_unsent_requests(
 ) -> None:
     """A failed call gives its tokens back; the request only if it never reached the provider."""
     lim, _ = limiter
-    plan = Limits(rpm=12, tpm=1_000, token_margin=0).plan()
+    plan = Limits(rpm=12, tpm=1_000, token_margin=0, short_window_s=0).plan()
     sent = await lim.reserve("d", plan, cost(100, 100))
     unsent = await lim.reserve("d", plan, cost(100, 100))
     assert isinstance(sent, Reservation) and isinstance(unsent, Reservation)
@@ -125,7 +125,7 @@ async def test_release_returns_tokens_and_unsent_requests(
 async def test_headers_lower_the_limit_at_once(limiter: tuple[Limiter, FakeClock]) -> None:
     """A reported limit below the configured one, and its remaining count, apply immediately."""
     lim, _ = limiter
-    plan = Limits(rpm=600, tpm=100_000, token_margin=0).plan()
+    plan = Limits(rpm=600, tpm=100_000, token_margin=0, short_window_s=0).plan()
     await lim.observe(
         "d",
         plan,
@@ -145,7 +145,7 @@ async def test_token_margin_holds_back_a_share_of_the_limit(
 ) -> None:
     """1 % of a token limit is kept in hand, for configured and reported limits alike."""
     lim, _ = limiter
-    plan = Limits(tpm=10_000).plan()
+    plan = Limits(tpm=10_000, short_window_s=0).plan()
     assert (await lim.snapshot("d", plan)).caps[TPM] == 9_900
     await lim.observe("d", plan, RateLimitInfo(tokens_limit=20_000, tokens_remaining=5_000))
     snapshot = await lim.snapshot("d", plan)
@@ -156,7 +156,7 @@ async def test_token_margin_holds_back_a_share_of_the_limit(
 async def test_min_spacing_survives_learned_limits(limiter: tuple[Limiter, FakeClock]) -> None:
     """With min_spacing, a reported limit changes the spacing, never allows a burst."""
     lim, _ = limiter
-    plan = Limits(rpm=60, min_spacing=True).plan()
+    plan = Limits(rpm=60, min_spacing=True, short_window_s=0).plan()
     await lim.observe("d", plan, RateLimitInfo(requests_limit=120, requests_remaining=100))
     assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
     assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(0.5)
@@ -167,7 +167,7 @@ async def test_headers_teach_limits_to_an_unconfigured_deployment(
 ) -> None:
     """A deployment with no configured limits starts limiting once headers report some."""
     lim, _ = limiter
-    plan = Limits().plan()
+    plan = Limits(short_window_s=0).plan()
     info = RateLimitInfo(requests_limit=120, requests_remaining=3)  # margin 2: one left
     await lim.observe("d", plan, info)
     assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
@@ -179,7 +179,7 @@ async def test_block_holds_everything_until_retry_after(
 ) -> None:
     """After a 429's Retry-After, nothing is admitted until it has passed."""
     lim, clock = limiter
-    plan = Limits(rpm=600).plan()
+    plan = Limits(rpm=600, short_window_s=0).plan()
     await lim.block("d", plan, 7.5)
     assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(7.5)
     clock.now += 7.5
@@ -189,7 +189,7 @@ async def test_block_holds_everything_until_retry_after(
 async def test_request_larger_than_a_limit_never_fits(limiter: tuple[Limiter, FakeClock]) -> None:
     """Needing more tokens than the per-minute limit is reported as an infinite wait."""
     lim, _ = limiter
-    plan = Limits(tpm=1_000, token_margin=0).plan()
+    plan = Limits(tpm=1_000, token_margin=0, short_window_s=0).plan()
     assert math.isinf(await lim.reserve("d", plan, cost(900, 200)))
     snapshot = await lim.snapshot("d", plan)
     assert snapshot.exceeded(cost(900, 200)) == "it needs 1100 tokens/min but the limit is 1000"
@@ -198,7 +198,7 @@ async def test_request_larger_than_a_limit_never_fits(limiter: tuple[Limiter, Fa
 async def test_requests_per_day_reset_at_midnight(limiter: tuple[Limiter, FakeClock]) -> None:
     """RPD is a daily counter: exhausted, the wait is the time left in the day."""
     lim, _ = limiter
-    plan = Limits(rpd=3, safety_margin=0).plan()
+    plan = Limits(rpd=3, safety_margin=0, short_window_s=0).plan()
     for _ in range(3):
         assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
     wait = await lim.reserve("d", plan, cost(0, 0))
@@ -208,11 +208,111 @@ async def test_requests_per_day_reset_at_midnight(limiter: tuple[Limiter, FakeCl
 async def test_deployments_are_independent(limiter: tuple[Limiter, FakeClock]) -> None:
     """Limits are kept per deployment key."""
     lim, _ = limiter
-    plan = Limits(rpm=3, safety_margin=0).plan()
+    plan = Limits(rpm=3, safety_margin=0, short_window_s=0).plan()
     for key in ("a", "b"):
         for _ in range(3):
             assert isinstance(await lim.reserve(key, plan, cost(0, 0)), Reservation)
     assert await lim.reserve("a", plan, cost(0, 0)) > 0
+
+
+# -- the short window -------------------------------------------------------------------
+
+
+def short(**limits: Any) -> Plan:
+    """A plan paced to a 1-s window, no margins or pad unless given."""
+    return Limits(**{"safety_margin": 0, "token_margin": 0, "window_pad": 0, **limits}).plan()
+
+
+async def test_short_window_admits_a_seconds_share_and_slides(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """RPM 600 over a 1-s window: 10 at once, then nothing until the first of them leaves."""
+    lim, clock = limiter
+    plan = short(rpm=600)
+    for _ in range(10):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.0)
+    clock.now += 0.5  # a bucket would have refilled 5 by now; the window has not moved
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(0.5)
+    clock.now += 0.5
+    for _ in range(10):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) > 0
+
+
+async def test_window_pad_holds_entries_longer(limiter: tuple[Limiter, FakeClock]) -> None:
+    """Entries are held the pad's share of the window longer than the provider holds them."""
+    lim, _ = limiter
+    plan = short(rpm=60, window_pad=0.015)
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.015)
+
+
+async def test_below_one_request_per_window_spaces_requests(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """RPM 50 allows 0.83 requests a second: one request every 1.2 s."""
+    lim, clock = limiter
+    plan = short(rpm=50)
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.2)
+    clock.now += 1.2
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+
+
+async def test_a_large_request_occupies_the_window_proportionally(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """TPM 60,000 allows 1,000 tokens a second: 4,000 tokens go alone and hold it for 4 s."""
+    lim, clock = limiter
+    plan = short(tpm=60_000)
+    assert isinstance(await lim.reserve("d", plan, cost(3_000, 1_000)), Reservation)
+    assert await lim.reserve("d", plan, cost(1, 0)) == pytest.approx(4.0)
+    clock.now += 4.0
+    assert isinstance(await lim.reserve("d", plan, cost(1, 0)), Reservation)
+
+
+async def test_reconciled_usage_shortens_the_occupancy(limiter: tuple[Limiter, FakeClock]) -> None:
+    """Unused max_tokens given back leave the window: 4,000 reserved, 200 used → 1 s."""
+    lim, _ = limiter
+    plan = short(tpm=60_000)
+    res = await lim.reserve("d", plan, cost(100, 3_900))
+    assert isinstance(res, Reservation)
+    await lim.reconcile(res, Usage(input_tokens=100, output_tokens=100))
+    assert isinstance(await lim.reserve("d", plan, cost(700, 100)), Reservation)
+    assert await lim.reserve("d", plan, cost(100, 100)) == pytest.approx(1.0)
+
+
+async def test_unsent_requests_leave_the_window_sent_ones_stay(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """A request that never reached the provider frees its place; a failed one keeps it."""
+    lim, _ = limiter
+    plan = short(rpm=120)
+    unsent = await lim.reserve("d", plan, cost(0, 0))
+    assert isinstance(unsent, Reservation)
+    await lim.release(unsent, sent=False)
+    sent = await lim.reserve("d", plan, cost(0, 0))
+    assert isinstance(sent, Reservation)
+    await lim.release(sent, sent=True)
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.0)
+
+
+async def test_tighten_learns_a_stricter_window(limiter: tuple[Limiter, FakeClock]) -> None:
+    """Minute-only pacing learns the 1-s window first, then halves it, down to 1/8 s."""
+    lim, _ = limiter
+    plan = short(rpm=600, short_window_s=0)
+    for _ in range(20):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.tighten("d", plan) == 1.0
+    assert (await lim.snapshot("d", plan)).window == pytest.approx(1.0)
+    assert await lim.tighten("d", plan) == 0.5
+    for _ in range(4):
+        await lim.tighten("d", plan)
+    assert (await lim.snapshot("d", plan)).window == pytest.approx(0.125)
+    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(0.125)
 
 
 # -- properties -------------------------------------------------------------------------
@@ -247,7 +347,7 @@ def run(kind: str, scenario: Callable[[Limiter, FakeClock], Awaitable[Any]]) -> 
 def test_never_admits_what_the_provider_would_refuse(kind: str, steps: list[Any]) -> None:
     """Every admission fits the provider's own bucket; any window holds ≤ cap + rate·length."""
     tpm, rpm = 2_000, 30
-    plan = Limits(rpm=rpm, tpm=tpm, safety_margin=0, token_margin=0).plan()
+    plan = Limits(rpm=rpm, tpm=tpm, safety_margin=0, token_margin=0, short_window_s=0).plan()
     provider = ProviderBucket()
     admitted: list[tuple[float, float]] = []
 
@@ -291,7 +391,7 @@ operations = st.lists(
 @given(ops=operations)
 def test_reserve_reconcile_release_never_leak(kind: str, ops: list[Any]) -> None:
     """After every reservation is settled, exactly the real usage is gone — no more, no less."""
-    plan = Limits(rpm=1_000, tpm=1_000_000, safety_margin=0, token_margin=0).plan()
+    plan = Limits(rpm=1_000, tpm=1_000_000, safety_margin=0, token_margin=0, short_window_s=0).plan()
 
     async def scenario(lim: Limiter, clock: FakeClock) -> tuple[float, float, float, float]:
         spent_tokens = spent_requests = 0.0

@@ -93,13 +93,34 @@ def test_registry_per_provider() -> None:
     assert registry.for_provider("gemini") is registry.for_provider("openai")
 
 
-def test_calibration_learns_and_is_bounded() -> None:
-    """Reported usage pulls the ratio towards it; outliers are clipped to 0.5 to 3 times."""
-    calibration = Calibration(alpha=0.5)
-    assert calibration.adjust("d", 100) == 100
-    calibration.observe("d", 100, 130)
-    assert calibration.adjust("d", 100) == 130
-    calibration.observe("d", 100, 10_000)
-    assert calibration.ratio("d") == pytest.approx(1.3 + 0.5 * (3.0 - 1.3))
-    calibration.observe("d", 0, 50)
+def test_calibration_waits_for_enough_samples() -> None:
+    """One answer never sets the ratio: a one-word call must not shrink every reservation."""
+    calibration = Calibration(min_samples=3)
+    calibration.observe("d", 100, 88)
+    calibration.observe("d", 100, 88)
+    assert calibration.adjust("d", 1_000) == 1_000
+    calibration.observe("d", 100, 124)
+    assert calibration.adjust("d", 1_000) == 1_000  # (88 + 88 + 124) / 300
     assert calibration.ratio("other") == 1.0
+
+
+def test_calibration_is_a_token_weighted_average_and_bounded() -> None:
+    """Long prompts weigh more than short ones; outliers are clipped to 0.5 to 3 times."""
+    calibration = Calibration(min_samples=2)
+    calibration.observe("d", 10, 5)
+    calibration.observe("d", 1_000, 1_300)
+    assert calibration.ratio("d") == pytest.approx(1_305 / 1_010)
+    calibration.observe("d", 10, 100_000)
+    assert calibration.ratio("d") == 3.0
+    calibration.observe("d", 0, 50)  # nothing to learn from an empty estimate
+    assert calibration.ratio("d") == 3.0
+
+
+def test_calibration_forgets_beyond_its_window() -> None:
+    """Only the last ``window`` answers count."""
+    calibration = Calibration(min_samples=2, window=2)
+    for _ in range(2):
+        calibration.observe("d", 100, 200)
+    for _ in range(2):
+        calibration.observe("d", 100, 100)
+    assert calibration.ratio("d") == 1.0

@@ -27,7 +27,8 @@ status codes or message strings::
 Every :class:`ProviderError` carries ``provider``, ``deployment``, ``status_code``, the
 provider's own ``message``, whether retrying the same deployment can help (``retryable``),
 ``retry_after`` seconds when the provider said so, and the ``rate_limits`` its headers
-reported.
+reported. ``message`` is the provider's own words, whole; who answered and the HTTP status
+are rendered by ``str()`` from the other fields, so the message never repeats them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ from __future__ import annotations
 from typing import ClassVar
 
 from llmrelay.types import Attempt, RateLimitInfo
+
+ATTEMPT_MESSAGE_LIMIT = 400
+"""Characters of each attempt's message that :class:`AllModelsExhausted` shows."""
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` with its whitespace collapsed, cut at a word boundary to ``limit`` characters.
+
+    A cut text ends in "…". Only a single word longer than half the limit (a token, a
+    base64 blob) is cut inside itself, since there is no boundary to cut at.
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "…"
 
 
 class LLMRelayError(Exception):
@@ -67,11 +87,16 @@ class AllModelsExhausted(LLMRelayError):
         self.attempts = attempts
 
     def __str__(self) -> str:
-        tried = "; ".join(
-            f"{a.deployment}: {a.error}" + (f" ({a.message[:120]})" if a.message else "")
-            for a in self.attempts
-        )
+        tried = "; ".join(_attempt_text(a) for a in self.attempts if a.error is not None)
         return f"{self.args[0]} — {tried}" if tried else str(self.args[0])
+
+
+def _attempt_text(attempt: Attempt) -> str:
+    """``deployment: Error (HTTP 429: message)``, the message whole up to a word boundary."""
+    status = f"HTTP {attempt.status_code}" if attempt.status_code is not None else ""
+    message = shorten(attempt.message, ATTEMPT_MESSAGE_LIMIT)
+    detail = ": ".join(part for part in (status, message) if part)
+    return f"{attempt.deployment}: {attempt.error}" + (f" ({detail})" if detail else "")
 
 
 class ProviderError(LLMRelayError):
@@ -105,7 +130,11 @@ class ProviderError(LLMRelayError):
             self.retryable = retryable  # type: ignore[misc]  # instance override of the class default
 
     def __str__(self) -> str:
-        where = "/".join(p for p in (self.provider, self.deployment) if p)
+        # A deployment id of the default form ``provider/model`` (``vllm/llama`` for an
+        # aliased adapter too) already names the provider; only a bare name gets it added.
+        where = self.deployment or self.provider
+        if self.provider and self.deployment and "/" not in self.deployment:
+            where = f"{self.provider}/{self.deployment}"
         status = f" HTTP {self.status_code}" if self.status_code is not None else ""
         prefix = f"[{where}{status}] " if where or status else ""
         return f"{prefix}{self.message}"

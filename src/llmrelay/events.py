@@ -24,6 +24,10 @@ class EventKind(enum.Enum):
     EXHAUSTED = "exhausted"
     BREAKER_CHANGED = "breaker_changed"
     HEDGED = "hedged"
+    LIMIT_LEARNED = "limit_learned"
+    """A 429 the scheduler's buckets did not predict: it now paces to a stricter window."""
+    FINISHED = "finished"
+    """Exactly one per routed request, whatever its outcome (``error`` set on failure)."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,27 +1,37 @@
 """Route one request over the candidate deployments of a model group.
 
 The router holds no policy of its own: the group's balancer and the fallback policy order
-the candidates; the context check skips those whose window cannot hold the request; each
-deployment's scheduler decides when to send; the breaker says whether a deployment is
-tried at all. The router classifies each failure and does one of three things:
+the candidates; the context check skips those whose window cannot hold the request, and
+the capability check those that cannot serve it (tools, JSON mode…); each deployment's
+scheduler decides when to send; the breaker says whether a deployment is tried at all.
 
-- **retry the same deployment** — an outage (5xx, timeout, dropped or malformed answer),
-  up to ``retries`` times with backoff;
-- **move on** — a rate limit beyond the scheduler's wait bound, an outage that outlasted
-  the retries, overload, a context window, a content refusal with fallbacks configured;
+It is the one place that decides what a failure means, in one failure path shared by
+``send``, ``stream`` and the hedge race (:meth:`Router._after_failure`):
+
 - **raise at once** — authentication or a bad request: the caller's fault, the same
-  anywhere.
+  anywhere;
+- **retry the same deployment** — a retryable error (outage, 429, 529), up to ``retries``
+  times with jittered exponential backoff; the scheduler makes the retry wait out any
+  Retry-After. A rate-limited or overloaded deployment is retried only when its known wait
+  is at most ``stay_within_s`` or no other deployment can serve now;
+- **move on** — everything else, in the order the fallback policy chooses (a context error
+  goes to larger windows, a rate limit to another account, a refusal to the content
+  fallbacks).
 
-When every candidate is spent it raises :class:`AllModelsExhausted` with the attempts. A
-stream falls over only until its first token reaches the caller; after that, a failure
-raises :class:`StreamInterrupted` — a cut stream never ends as if it had succeeded.
+Every upstream send is one :class:`~llmrelay.types.Attempt` on the answer (or on
+:class:`AllModelsExhausted`). A stream falls over only until its first token reaches the
+caller; after that, a failure raises :class:`StreamInterrupted` — a cut stream never ends
+as if it had succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 import msgspec
 
@@ -34,11 +44,13 @@ from llmrelay.errors import (
     Overloaded,
     ProviderError,
     ProviderUnavailable,
+    RateLimited,
     StreamInterrupted,
     Timeout,
     UnknownModelGroup,
 )
 from llmrelay.events import Event, EventBus, EventKind
+from llmrelay.routing.breaker import BreakerState
 from llmrelay.routing.candidate import Candidate
 from llmrelay.routing.policy import FallbackPolicy, ModelGroup, Smart, unique
 from llmrelay.tokens import Estimator, HeuristicEstimator, TiktokenEstimator
@@ -59,12 +71,23 @@ _OUTAGES = (ProviderUnavailable, Timeout, MalformedResponse, StreamInterrupted, 
 
 
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """``retries``: extra tries of one deployment after an outage; ``context_margin``: the
-    share of a context window a request may fill (input estimate + ``max_tokens``)."""
+    """How the router retries, moves on, checks context windows and hedges.
 
-    retries: int = 1
+    The router is the one place that decides to retry: the scheduler only waits.
+    """
+
+    retries: int = 2
+    """Extra tries of one deployment after a retryable error (outage, 429, 529)."""
     retry_backoff_s: float = 0.25
+    """First backoff; it doubles on each retry, with jitter, never below Retry-After."""
+    retry_backoff_max_s: float = 30.0
+    retry_jitter: float = 0.25
+    """Each backoff is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+    stay_within_s: float = 2.0
+    """A rate-limited or overloaded deployment is left at once for another deployment that
+    can serve now, unless its known wait (Retry-After, queue) is at most this long."""
     context_margin: float = 0.9
+    """The share of a context window a request may fill (input estimate + ``max_tokens``)."""
     hedge_after_s: float | None = None
     """Hedging (off by default): with no answer after this many seconds, also send to the
     next candidate; the first answer wins and the other call is cancelled."""
@@ -74,12 +97,19 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True):
     """At most this share of requests may be hedged (extra load stays bounded)."""
 
     def __post_init__(self) -> None:
+        if self.hedge_after_s is not None and self.hedge_after_s <= 0:
+            raise ValueError(f"hedge_after_s must be > 0, got {self.hedge_after_s}")
         if self.hedge_quantile is not None and not 0 < self.hedge_quantile < 1:
             raise ValueError(f"hedge_quantile must be in (0, 1), got {self.hedge_quantile}")
         if not 0 <= self.hedge_budget <= 1:
             raise ValueError(f"hedge_budget must be in [0, 1], got {self.hedge_budget}")
-        if self.retries < 0 or self.retry_backoff_s < 0:
-            raise ValueError("retries and retry_backoff_s must be >= 0")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        for name in ("retry_backoff_s", "retry_backoff_max_s", "stay_within_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.retry_jitter < 1:
+            raise ValueError(f"retry_jitter must be in [0, 1), got {self.retry_jitter}")
         if not 0 < self.context_margin <= 1:
             raise ValueError(f"context_margin must be in (0, 1], got {self.context_margin}")
 
@@ -94,6 +124,17 @@ def validate(request: ChatRequest) -> None:
         raise BadRequest(f"temperature must be between 0 and 2, got {request.temperature}")
 
 
+@dataclass(slots=True)
+class _Route:
+    """One request on its way: what remains to try, and every attempt so far."""
+
+    group: ModelGroup
+    request: ChatRequest
+    input_tokens: int
+    remaining: list[Candidate]
+    attempts: list[Attempt]
+
+
 class Router:
     """Sends requests for named model groups; see the module docstring."""
 
@@ -105,6 +146,7 @@ class Router:
         config: RouterConfig | None = None,
         estimator: Estimator | None = None,
         events: EventBus | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.groups = {name.lower(): group for name, group in groups.items()}
         self.policy = policy or Smart()
@@ -114,6 +156,7 @@ class Router:
         self.routed = 0
         self.hedged = 0
         self._losers: set[asyncio.Task[ChatResponse]] = set()
+        self._rng = rng or random.Random()
         self.events = events or EventBus()
 
     def group(self, name: str) -> ModelGroup:
@@ -123,83 +166,100 @@ class Router:
             raise UnknownModelGroup(f"unknown model group {name!r} (configured: {known})")
         return found
 
-    def plan(
-        self, group: ModelGroup, request: ChatRequest
-    ) -> tuple[list[Candidate], list[Attempt], int]:
-        """Candidates in order, the ones skipped for their context window, the input estimate."""
+    # -- planning -----------------------------------------------------------------------
+
+    async def _route(self, group: ModelGroup, request: ChatRequest, *, stream: bool) -> _Route:
+        """The candidates that can serve ``request``, in order; the others as attempts."""
+        validate(request)
         # The heuristic is within a few percent and several times cheaper than tiktoken;
         # the exact count is taken only when the request is near a window's limit.
         input_tokens = self.quick_estimator.count_request(request)
         output_tokens = request.max_tokens or 0
         ordered = self.policy.initial(group, input_tokens, output_tokens)
+        unknown = [c.discover() for c in ordered if c.context_window is None]
+        if unknown:
+            await asyncio.gather(*unknown)
         need = input_tokens + output_tokens
         margin = self.config.context_margin
-        if any(0.8 <= need / (c.context_window * margin) <= 1.25 for c in ordered):
+        if any(c.context_window and 0.8 <= need / (c.context_window * margin) <= 1.25
+               for c in ordered):  # fmt: skip
             input_tokens = self.estimator.count_request(request)
             need = input_tokens + output_tokens
-        fit, skipped = [], []
+        fit: list[Candidate] = []
+        skipped: list[Attempt] = []
+        refusals: list[BadRequest] = []
         for candidate in ordered:
-            if candidate.fits(need, self.config.context_margin):
-                fit.append(candidate)
+            if not candidate.fits(need, margin):
+                message = (
+                    f"estimated {need} tokens exceed {margin:.0%} of the "
+                    f"{candidate.context_window}-token window; not sent"
+                )
+                skipped.append(_skipped(candidate, "ContextWindowExceeded", message))
+                self._emit(EventKind.SKIPPED, group, candidate, error="ContextWindowExceeded")
                 continue
-            message = (
-                f"estimated {need} tokens exceed {self.config.context_margin:.0%} of the "
-                f"{candidate.context_window}-token window; not sent"
-            )
-            skipped.append(Attempt(deployment=candidate.id, error="ContextWindowExceeded",
-                                   message=message))  # fmt: skip
-            self._emit(EventKind.SKIPPED, group, candidate, error="ContextWindowExceeded")
+            try:
+                candidate.scheduled.provider.check(request, stream=stream)
+            except BadRequest as exc:
+                refusals.append(exc)
+                skipped.append(_skipped(candidate, "BadRequest", f"{exc.message}; not sent"))
+                self._emit(EventKind.SKIPPED, group, candidate, error="BadRequest")
+                continue
+            fit.append(candidate)
+        if not fit and refusals:
+            raise refusals[0]
         if not fit:
-            largest = max((c.context_window for c in ordered), default=0)
+            largest = max((c.context_window or 0 for c in ordered), default=0)
             raise ContextWindowExceeded(
                 f"the request needs about {need} tokens; the largest window in group "
                 f"{group.name!r} is {largest}",
                 required_tokens=need,
                 max_tokens=largest,
             )
-        return fit, skipped, input_tokens
+        return _Route(group, request, input_tokens, fit, skipped)
+
+    # -- send ---------------------------------------------------------------------------
 
     async def send(self, request: ChatRequest, group: str = "default") -> RoutedResponse:
-        validate(request)
         model_group = self.group(group)
-        remaining, attempts, input_tokens = self.plan(model_group, request)
         self.routed += 1
-        delay = self._hedge_delay(remaining[0]) if len(remaining) > 1 else None
+        try:
+            route = await self._route(model_group, request, stream=False)
+            response = await self._send(route)
+        except BaseException as exc:
+            self._finished(model_group, None, exc)
+            raise
+        self._finished(model_group, response, None)
+        return response
+
+    async def _send(self, route: _Route) -> RoutedResponse:
+        delay = self._hedge_delay(route.remaining[0]) if len(route.remaining) > 1 else None
         if delay is not None:
-            won = await self._race(model_group, request, remaining, attempts, input_tokens, delay)
+            won = await self._race(route, delay)
             if won is not None:
                 return won
-        while remaining:
-            candidate = remaining.pop(0)
-            if not self._admitted(candidate, model_group, attempts):
+        while route.remaining:
+            candidate = route.remaining.pop(0)
+            if not self._admitted(candidate, route):
                 continue
             for retry in range(self.config.retries + 1):
                 started = time.perf_counter()
                 candidate.in_flight += 1
                 try:
                     response = await candidate.scheduled.send(
-                        request, can_fall_back=bool(remaining), input_tokens=input_tokens
+                        route.request,
+                        can_fall_back=bool(route.remaining),
+                        input_tokens=route.input_tokens,
                     )
                 except ProviderError as exc:
-                    self._failure(model_group, candidate, exc, started, attempts)
-                    if isinstance(exc, _CALLERS_FAULT):
-                        raise
-                    outage = isinstance(exc, _OUTAGES)
-                    if outage and retry < self.config.retries and candidate.breaker.allow():
-                        await asyncio.sleep(self.config.retry_backoff_s * 2**retry)
-                        continue
-                    following = self.policy.after(exc, candidate, remaining, model_group)
-                    if following is None:
-                        raise
-                    remaining = following
-                    break
+                    backoff = await self._after_failure(route, candidate, exc, started, retry)
+                    if backoff is None:
+                        break
+                    await asyncio.sleep(backoff)
+                    continue
                 finally:
                     candidate.in_flight -= 1
-                return self._answered(model_group, candidate, response, attempts, started)
-        self._emit(EventKind.EXHAUSTED, model_group, None)
-        raise AllModelsExhausted(
-            f"every deployment of model group {model_group.name!r} failed", attempts
-        )
+                return self._answered(route, candidate, response, started)
+        raise self._exhausted(route)
 
     def _hedge_delay(self, candidate: Candidate) -> float | None:
         if self.config.hedge_after_s is not None:
@@ -208,43 +268,38 @@ class Router:
             return candidate.latency_quantile(self.config.hedge_quantile)
         return None
 
-    async def _race(
-        self,
-        group: ModelGroup,
-        request: ChatRequest,
-        remaining: list[Candidate],
-        attempts: list[Attempt],
-        input_tokens: int,
-        delay: float,
-    ) -> ChatResponse | None:
+    async def _race(self, route: _Route, delay: float) -> ChatResponse | None:
         """Send to the first candidate; if it has not answered after ``delay`` seconds, to
         the next too; the first answer wins.
 
-        Returns ``None`` when every call it made failed (they are in ``attempts``; the
-        caller goes on with ``remaining``).
+        Failures take the one failure path (no retries inside the race); returns ``None``
+        when every call it made failed, leaving ``route.remaining`` as the policy chose.
         """
-        first = remaining.pop(0)
-        if not self._admitted(first, group, attempts):
+        first = route.remaining.pop(0)
+        if not self._admitted(first, route):
             return None
         started: dict[asyncio.Task[ChatResponse], tuple[Candidate, float]] = {}
 
         def launch(candidate: Candidate) -> None:
             candidate.in_flight += 1
             task = asyncio.create_task(
-                candidate.scheduled.send(request, can_fall_back=True, input_tokens=input_tokens)
+                candidate.scheduled.send(
+                    route.request, can_fall_back=True, input_tokens=route.input_tokens
+                )
             )
             task.add_done_callback(lambda _: _leave(candidate))
             started[task] = (candidate, time.perf_counter())
 
         launch(first)
-        pending = set(started)
-        done, pending = await asyncio.wait(pending, timeout=delay)
+        done, pending = await asyncio.wait(set(started), timeout=delay)
         budget = max(1.0, self.config.hedge_budget * self.routed)
-        if not done and remaining and self.hedged < budget and remaining[0].breaker.allow():
-            self.hedged += 1
-            launch(remaining.pop(0))
-            pending = {t for t in started if not t.done()}
-            self._emit(EventKind.HEDGED, group, first)
+        if not done and route.remaining and self.hedged < budget:
+            second = route.remaining.pop(0)
+            if self._admitted(second, route):
+                self.hedged += 1
+                launch(second)
+                pending = {t for t in started if not t.done()}
+                self._emit(EventKind.HEDGED, route.group, first)
         try:
             while pending or done:
                 if not done:
@@ -254,89 +309,91 @@ class Router:
                     exc = task.exception()
                     if exc is None:
                         for loser in pending:
-                            attempts.append(_cancelled(started[loser][0]))
-                        return self._answered(group, candidate, task.result(), attempts, at)
+                            route.attempts.append(_cancelled(started[loser][0]))
+                        return self._answered(route, candidate, task.result(), at)
                     if not isinstance(exc, ProviderError):
                         raise exc
-                    self._failure(group, candidate, exc, at, attempts)
-                    if isinstance(exc, _CALLERS_FAULT):
-                        raise exc
+                    await self._after_failure(route, candidate, exc, at, self.config.retries)
                 done = set()
             return None
         finally:
-            for task in pending:  # the loser: cancelling it releases its reservation
+            for task in pending:  # the loser: cancelled, it keeps its reservation
                 task.cancel()
                 self._losers.add(task)
                 task.add_done_callback(self._losers.discard)
+
+    # -- stream -------------------------------------------------------------------------
 
     async def stream(
         self, request: ChatRequest, group: str = "default"
     ) -> AsyncIterator[StreamEvent]:
         """Stream from the first deployment that produces a token; usage comes at the end."""
-        validate(request)
         model_group = self.group(group)
-        remaining, attempts, input_tokens = self.plan(model_group, request)
-        while remaining:
-            candidate = remaining.pop(0)
-            if not self._admitted(candidate, model_group, attempts):
+        self.routed += 1
+        answered: ChatResponse | None = None
+        try:
+            route = await self._route(model_group, request, stream=True)
+            async for event in self._stream(route):
+                if isinstance(event, ChatResponse):
+                    answered = event
+                    continue
+                yield event
+        except BaseException as exc:
+            self._finished(model_group, None, exc)
+            raise
+        self._finished(model_group, answered, None)
+
+    async def _stream(self, route: _Route) -> AsyncIterator[StreamEvent | ChatResponse]:
+        while route.remaining:
+            candidate = route.remaining.pop(0)
+            if not self._admitted(candidate, route):
                 continue
-            started = time.perf_counter()
-            delivered = False
-            ttft = 0.0
-            start: StreamStart | None = None
-            text: list[str] = []
-            candidate.in_flight += 1
-            try:
-                async for event in candidate.scheduled.stream(
-                    request, can_fall_back=bool(remaining), input_tokens=input_tokens
-                ):
-                    if isinstance(event, StreamStart):
-                        start = event
-                        candidate.record_limits(event.rate_limits)
-                        continue
-                    if not delivered:
-                        delivered = True
-                        ttft = time.perf_counter() - started
-                        candidate.record_latency(ttft)
-                        model = candidate.scheduled.provider.deployment.model
-                        opening = start or StreamStart()
-                        yield msgspec.structs.replace(opening, model=opening.model or model)
-                    if isinstance(event, TextDelta):
-                        text.append(event.text)
-                    elif isinstance(event, StreamEnd):
-                        event = self._finish_stream(event, input_tokens, text)
-                        response = ChatResponse(
-                            content="".join(text),
-                            usage=event.usage or Usage(),
-                            latency_s=time.perf_counter() - started,
-                            ttft_s=ttft,
-                        )
-                        self._answered(model_group, candidate, response, attempts, started)
-                    yield event
-                return
-            except ProviderError as exc:
-                self._failure(model_group, candidate, exc, started, attempts)
-                if delivered:
-                    if isinstance(exc, StreamInterrupted):
-                        raise
-                    raise StreamInterrupted(
-                        f"the stream failed after its first token: {exc.message}",
-                        provider=exc.provider,
-                        deployment=exc.deployment,
-                        status_code=exc.status_code,
-                    ) from exc
-                if isinstance(exc, _CALLERS_FAULT):
-                    raise
-                following = self.policy.after(exc, candidate, remaining, model_group)
-                if following is None:
-                    raise
-                remaining = following
-            finally:
-                candidate.in_flight -= 1
-        self._emit(EventKind.EXHAUSTED, model_group, None)
-        raise AllModelsExhausted(
-            f"every deployment of model group {model_group.name!r} failed", attempts
-        )
+            for retry in range(self.config.retries + 1):
+                started = time.perf_counter()
+                delivered = False
+                ttft = 0.0
+                opening: StreamStart | None = None
+                text: list[str] = []
+                candidate.in_flight += 1
+                try:
+                    async for event in candidate.scheduled.stream(
+                        route.request,
+                        can_fall_back=bool(route.remaining),
+                        input_tokens=route.input_tokens,
+                    ):
+                        if isinstance(event, StreamStart):
+                            opening = event
+                            candidate.record_limits(event.rate_limits)
+                            continue
+                        if not delivered:
+                            delivered = True
+                            ttft = time.perf_counter() - started
+                            candidate.record_latency(ttft)
+                            yield _opening(opening, candidate)
+                        if isinstance(event, TextDelta):
+                            text.append(event.text)
+                        elif isinstance(event, StreamEnd):
+                            event = self._finish_stream(event, route.input_tokens, text)
+                            response = ChatResponse(
+                                content="".join(text),
+                                usage=event.usage or Usage(),
+                                latency_s=time.perf_counter() - started,
+                                ttft_s=ttft,
+                            )
+                            yield self._answered(route, candidate, response, started)
+                        yield event
+                    return
+                except ProviderError as exc:
+                    if delivered:
+                        self._failure(route, candidate, exc, started)
+                        raise _interrupted(exc) from exc
+                    backoff = await self._after_failure(route, candidate, exc, started, retry)
+                    if backoff is None:
+                        break
+                    await asyncio.sleep(backoff)
+                finally:
+                    candidate.in_flight -= 1
+        raise self._exhausted(route)
 
     def _finish_stream(self, end: StreamEnd, input_tokens: int, text: list[str]) -> StreamEnd:
         """Every stream ends with usage: the provider's, or an estimate when it sent none."""
@@ -348,37 +405,97 @@ class Router:
             usage=Usage(input_tokens=input_tokens, output_tokens=output),
         )
 
-    def _failure(
+    # -- the one failure path -------------------------------------------------------------
+
+    async def _after_failure(
         self,
-        group: ModelGroup,
+        route: _Route,
         candidate: Candidate,
         exc: ProviderError,
         started: float,
-        attempts: list[Attempt],
+        retry: int,
+    ) -> float | None:
+        """Trace a failed attempt and decide: seconds to back off before retrying the same
+        deployment, or ``None`` to move on (``route.remaining`` is then what the policy
+        chose). Raises ``exc`` when it is the caller's to see."""
+        self._failure(route, candidate, exc, started)
+        if isinstance(exc, _CALLERS_FAULT):
+            raise exc
+        if isinstance(exc, ContextWindowExceeded):
+            candidate.learn_window(exc.max_tokens)
+        if (
+            retry < self.config.retries
+            and exc.retryable
+            and await self._stay(route, candidate, exc)
+        ):
+            return self._backoff(retry)
+        following = self.policy.after(exc, candidate, route.remaining, route.group)
+        if following is None:
+            raise exc
+        route.remaining = following
+        return None
+
+    async def _stay(self, route: _Route, candidate: Candidate, exc: ProviderError) -> bool:
+        """Whether retrying ``candidate`` beats moving on."""
+        if candidate.breaker.state is not BreakerState.CLOSED:
+            return False
+        if not isinstance(exc, RateLimited | Overloaded):
+            return True  # a transient outage: the same deployment is the best bet
+        if exc.retry_after is not None:
+            wait = exc.retry_after
+        elif isinstance(exc, Overloaded):
+            wait = math.inf  # no one knows for how long
+        else:
+            wait = await candidate.scheduled.projected_wait(route.request, route.input_tokens)
+        if wait <= self.config.stay_within_s:
+            return True
+        return not await self._another_can_serve_now(route)
+
+    async def _another_can_serve_now(self, route: _Route) -> bool:
+        for other in route.remaining:
+            if (
+                other.breaker.state is BreakerState.CLOSED
+                and not await other.scheduled.projected_wait(route.request, route.input_tokens)
+            ):
+                return True
+        return False
+
+    def _backoff(self, retry: int) -> float:
+        """Exponential backoff with jitter for retry ``retry`` (0-based)."""
+        c = self.config
+        delay = min(c.retry_backoff_max_s, c.retry_backoff_s * 2.0**retry)
+        return delay * self._rng.uniform(1 - c.retry_jitter, 1 + c.retry_jitter)
+
+    def _failure(
+        self, route: _Route, candidate: Candidate, exc: ProviderError, started: float
     ) -> None:
         """Trace a failed attempt, announce it, and count an outage against the breaker."""
         elapsed = time.perf_counter() - started
-        attempts.append(_failed(candidate, exc, elapsed))
-        self._emit(EventKind.ATTEMPT_FAILED, group, candidate, exc, elapsed, len(attempts) - 1)
+        route.attempts.append(_failed(candidate, exc, elapsed))
+        self._emit(EventKind.ATTEMPT_FAILED, route.group, candidate, exc, elapsed,
+                   len(route.attempts) - 1)  # fmt: skip
         if isinstance(exc, _OUTAGES):
             candidate.breaker.record_failure()
 
-    def _admitted(self, candidate: Candidate, group: ModelGroup, attempts: list[Attempt]) -> bool:
+    def _exhausted(self, route: _Route) -> AllModelsExhausted:
+        self._emit(EventKind.EXHAUSTED, route.group, None)
+        return AllModelsExhausted(
+            f"every deployment of model group {route.group.name!r} failed", route.attempts
+        )
+
+    def _admitted(self, candidate: Candidate, route: _Route) -> bool:
         if candidate.breaker.allow():
             return True
-        attempts.append(Attempt(deployment=candidate.id, error="CircuitOpen",
-                                message="circuit breaker open; not sent"))  # fmt: skip
-        self._emit(EventKind.SKIPPED, group, candidate, error="CircuitOpen")
+        route.attempts.append(_skipped(candidate, "CircuitOpen", "circuit breaker open; not sent"))
+        self._emit(EventKind.SKIPPED, route.group, candidate, error="CircuitOpen")
         return False
 
+    # -- outcomes -------------------------------------------------------------------------
+
     def _answered(
-        self,
-        group: ModelGroup,
-        candidate: Candidate,
-        response: ChatResponse,
-        attempts: list[Attempt],
-        started: float,
+        self, route: _Route, candidate: Candidate, response: ChatResponse, started: float
     ) -> RoutedResponse:
+        attempts, group = route.attempts, route.group
         elapsed = time.perf_counter() - started
         candidate.breaker.record_success()
         candidate.record_limits(response.rate_limits)
@@ -386,7 +503,8 @@ class Router:
             candidate.record_latency(response.latency_s or elapsed)
         latency = response.latency_s or elapsed
         wait = max(0.0, elapsed - latency)
-        attempts.append(Attempt(deployment=candidate.id, wait_s=wait, latency_s=latency))
+        attempts.append(Attempt(deployment=candidate.id, wait_s=wait, latency_s=latency,
+                                status_code=200))  # fmt: skip
         usage = response.usage
         cost = candidate.price_for(usage.input_tokens, usage.output_tokens)
         if len(attempts) > 1:  # why the first choice was left: the first attempt's error
@@ -405,7 +523,24 @@ class Router:
             )
         )
         response.attempts, response.group, response.cost_usd = list(attempts), group.name, cost
+        response.deployment = response.deployment or candidate.id
         return response
+
+    def _finished(
+        self, group: ModelGroup, response: ChatResponse | None, exc: BaseException | None
+    ) -> None:
+        """The one event every routed request ends with, whatever its outcome."""
+        if response is not None:
+            event = Event(kind=EventKind.FINISHED, group=group.name,
+                          deployment=response.deployment, attempt=len(response.attempts) - 1,
+                          latency_s=sum(a.latency_s + a.wait_s for a in response.attempts),
+                          cost_usd=response.cost_usd)  # fmt: skip
+        else:
+            cancelled = isinstance(exc, asyncio.CancelledError | GeneratorExit)
+            name = "Cancelled" if cancelled else type(exc).__name__
+            message = exc.message if isinstance(exc, ProviderError) else str(exc or "")
+            event = Event(kind=EventKind.FINISHED, group=group.name, error=name, message=message)
+        self.events.emit(event)
 
     def _emit(
         self,
@@ -435,17 +570,38 @@ class Router:
         return unique([c for group in self.groups.values() for c in group.members()])
 
     async def aclose(self) -> None:
-        schedulers = {id(c.scheduled.scheduler): c.scheduled for c in self.candidates()}
-        for scheduled in schedulers.values():
-            await scheduled.scheduler.aclose()
+        """Cancel hedge losers still running and close every provider adapter."""
+        for task in list(self._losers):
+            task.cancel()
+        await asyncio.gather(*self._losers, return_exceptions=True)
         for candidate in self.candidates():
             await candidate.scheduled.provider.aclose()
 
 
-def _cancelled(candidate: Candidate) -> Attempt:
-    return Attempt(
-        deployment=candidate.id, error="Cancelled", message="another deployment answered first"
+def _opening(start: StreamStart | None, candidate: Candidate) -> StreamStart:
+    opening = start or StreamStart()
+    return msgspec.structs.replace(
+        opening, model=opening.model or candidate.scheduled.provider.deployment.model
     )
+
+
+def _interrupted(exc: ProviderError) -> StreamInterrupted:
+    if isinstance(exc, StreamInterrupted):
+        return exc
+    return StreamInterrupted(
+        f"the stream failed after its first token: {exc.message}",
+        provider=exc.provider,
+        deployment=exc.deployment,
+        status_code=exc.status_code,
+    )
+
+
+def _skipped(candidate: Candidate, error: str, message: str) -> Attempt:
+    return Attempt(deployment=candidate.id, error=error, message=message)
+
+
+def _cancelled(candidate: Candidate) -> Attempt:
+    return _skipped(candidate, "Cancelled", "another deployment answered first")
 
 
 def _leave(candidate: Candidate) -> None:

@@ -15,9 +15,12 @@ grows (a 429's Retry-After blocks the deployment). A cancelled caller leaves the
 whatever it had reserved is released.
 
 :class:`ScheduledProvider` wraps one provider with a scheduler: it estimates the tokens of
-each request, reserves them, sends, reconciles with the reported usage and the response's
-rate-limit headers, and on a 429 or 529 backs off (exponentially, with jitter, never
-sooner than Retry-After) before trying again.
+each request, reserves them, sends once, and reconciles with the reported usage and the
+response's rate-limit headers. It never retries — the router alone decides that. A 429 or
+529 with Retry-After blocks the deployment for that long, so whoever comes next waits; an
+upstream 429 means the provider enforces something stricter than the buckets predicted, so
+the deployment is paced to a stricter short window from then on (announced as a
+``limit_learned`` event).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import heapq
 import itertools
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -37,7 +39,16 @@ from dataclasses import dataclass, field
 import msgspec
 
 from llmrelay.catalog import Catalog
-from llmrelay.errors import LLMRelayError, Overloaded, ProviderError, RateLimited, WaitTooLong
+from llmrelay.errors import (
+    LLMRelayError,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    StreamInterrupted,
+    Timeout,
+    WaitTooLong,
+)
+from llmrelay.events import Event, EventBus, EventKind
 from llmrelay.limits import Amounts, Limiter, Limits, Plan, Reservation, cost
 from llmrelay.limits.plan import ZERO, add
 from llmrelay.providers.base import Provider
@@ -54,25 +65,21 @@ from llmrelay.types import (
 
 log = logging.getLogger("llmrelay.scheduling")
 
-_EARLY_WAKE_SLACK = 0.002
+_EARLY_WAKE_SLACK = 0.0005
 """Timers may fire a little early; sleeping this much longer avoids a second wake-up."""
 
 
 class SchedulerPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How long to wait and how to back off (all seconds)."""
+    """How long a caller may wait for capacity (seconds)."""
 
     max_wait_before_fallback: float = 90.0
+    """A caller with somewhere else to go gets :class:`WaitTooLong` rather than wait longer."""
     max_wait_seconds: float = 300.0
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    jitter: float = 0.25
-    max_rate_limit_retries: int = 4
+    """The bound when there is nowhere else to go."""
 
     def __post_init__(self) -> None:
         if self.max_wait_before_fallback < 0 or self.max_wait_seconds < 0:
             raise ValueError("max_wait_before_fallback and max_wait_seconds must be >= 0")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
 
 
 @dataclass(eq=False, slots=True)
@@ -129,11 +136,11 @@ class Scheduler:
         limiter: Limiter | None = None,
         policy: SchedulerPolicy | None = None,
         *,
-        rng: random.Random | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.limiter = limiter or Limiter()
         self.policy = policy or SchedulerPolicy()
-        self._rng = rng or random.Random()
+        self.events = events or EventBus()
         self._lanes: dict[str, _Lane] = {}
         self._seq = itertools.count()
         self._background: set[asyncio.Task[None]] = set()
@@ -250,12 +257,19 @@ class Scheduler:
             else:
                 ahead = add(ahead, waiter.amounts)
 
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter for retry ``attempt`` (0-based), ≥ Retry-After."""
-        policy = self.policy
-        delay = min(policy.backoff_max, policy.backoff_base * 2**attempt)
-        delay *= self._rng.uniform(1 - policy.jitter, 1 + policy.jitter)
-        return float(max(delay, retry_after or 0.0))
+    async def projected_wait(self, key: str, plan: Plan, amounts: Amounts) -> float:
+        """Seconds ``amounts`` would wait on ``key`` now, behind everyone queued."""
+        lane = self._lanes.get(key)
+        ahead = lane.ahead_of(0) if lane is not None and lane.waiting else None
+        return (await self.limiter.snapshot(key, plan)).wait_for(amounts, ahead)
+
+    async def learn(self, key: str, plan: Plan, deployment: str) -> None:
+        """A 429 the buckets did not predict: pace ``key`` to a stricter short window."""
+        window = await self.limiter.tighten(key, plan)
+        message = f"an unpredicted 429: pacing to a {window:g}-second window from now on"
+        log.warning("%s: %s", deployment, message)
+        self.events.emit(Event(kind=EventKind.LIMIT_LEARNED, deployment=deployment,
+                               message=message))  # fmt: skip
 
     async def penalize(self, key: str, plan: Plan, seconds: float) -> None:
         """Admit nothing on ``key`` for ``seconds``; queued callers re-check their bound."""
@@ -296,6 +310,11 @@ class Scheduler:
         pumps = [lane.pump for lane in self._lanes.values() if lane.pump is not None]
         await asyncio.gather(*pumps, *self._background, return_exceptions=True)
         self._lanes.clear()
+
+
+def _keep(reservation: Reservation) -> None:
+    """Settle ``reservation`` at its estimate (no-op if it is settled already)."""
+    reservation.settled = True
 
 
 def _negated(a: Amounts) -> Amounts:
@@ -383,28 +402,19 @@ class ScheduledProvider:
         can_fall_back: bool = True,
         input_tokens: int | None = None,
     ) -> ChatResponse:
+        """Wait for capacity, send once, settle the reservation."""
         raw, amounts = self.estimate(request, input_tokens)
-        ticket = self.scheduler.next_ticket()
-        cause: ProviderError | None = None
-        for attempt in itertools.count():
-            reservation = await self._acquire(
-                amounts, priority, deadline, can_fall_back, ticket, cause
-            )
-            try:
-                response = await self.provider.send(request)
-            except (RateLimited, Overloaded) as exc:
-                await self._back_off(reservation, exc, attempt)
-                cause = exc
-                continue
-            except ProviderError as exc:
-                await self._failed(reservation, exc)
-                raise
-            except BaseException:
-                await self.scheduler.release(reservation, sent=True)
-                raise
-            await self._succeeded(reservation, response.rate_limits, response.usage, raw)
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
+        reservation = await self._acquire(amounts, priority, deadline, can_fall_back)
+        try:
+            response = await self.provider.send(request)
+        except ProviderError as exc:
+            await self._failed(reservation, exc)
+            raise
+        except BaseException:
+            _keep(reservation)
+            raise
+        await self._succeeded(reservation, response.rate_limits, response.usage, raw)
+        return response
 
     async def stream(
         self,
@@ -415,83 +425,56 @@ class ScheduledProvider:
         can_fall_back: bool = True,
         input_tokens: int | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """Stream events; a 429/529 before the first event is retried like :meth:`send`."""
+        """Wait for capacity, stream once, settle the reservation when the stream ends."""
         raw, amounts = self.estimate(request, input_tokens)
-        ticket = self.scheduler.next_ticket()
-        cause: ProviderError | None = None
-        for attempt in itertools.count():
-            reservation = await self._acquire(
-                amounts, priority, deadline, can_fall_back, ticket, cause
-            )
-            started = False
-            try:
-                async for event in self.provider.stream(request):
-                    if isinstance(event, StreamStart):
-                        await self.scheduler.limiter.observe(self.key, self.plan, event.rate_limits)
-                    elif isinstance(event, StreamEnd):
-                        usage = event.usage or Usage(
-                            input_tokens=int(amounts[2]), output_tokens=int(amounts[3])
-                        )
-                        await self._succeeded(reservation, None, usage, raw)
-                    started = True
-                    yield event
-            except (RateLimited, Overloaded) as exc:
-                if started:
-                    await self._failed(reservation, exc)
-                    raise
-                await self._back_off(reservation, exc, attempt)
-                cause = exc
-                continue
-            except ProviderError as exc:
-                await self._failed(reservation, exc)
-                raise
-            except GeneratorExit:
-                # The caller stopped reading; what the provider generated is unknown, so the
-                # whole reservation stays spent rather than risk counting too little.
-                reservation.settled = True
-                raise
-            finally:
-                if not reservation.settled:
-                    await self.scheduler.release(reservation, sent=True)
-            return
+        reservation = await self._acquire(amounts, priority, deadline, can_fall_back)
+        try:
+            async for event in self.provider.stream(request):
+                if isinstance(event, StreamStart):
+                    await self.scheduler.limiter.observe(self.key, self.plan, event.rate_limits)
+                elif isinstance(event, StreamEnd):
+                    usage = event.usage or Usage(
+                        input_tokens=int(amounts[2]), output_tokens=int(amounts[3])
+                    )
+                    await self._succeeded(reservation, None, usage, raw)
+                yield event
+        except ProviderError as exc:
+            await self._failed(reservation, exc)
+            raise
+        finally:
+            # Cancelled, or the caller stopped reading: what the provider generated is
+            # unknown, so the reservation stays spent at its estimate rather than risk
+            # counting too little.
+            _keep(reservation)
 
     async def _acquire(
-        self,
-        amounts: Amounts,
-        priority: int,
-        deadline: float | None,
-        can_fall_back: bool,
-        ticket: int,
-        cause: ProviderError | None,
+        self, amounts: Amounts, priority: int, deadline: float | None, can_fall_back: bool
     ) -> Reservation:
-        """Acquire; a :class:`WaitTooLong` after a 429 carries that 429 as its cause."""
-        try:
-            return await self.scheduler.acquire(
-                self.key,
-                self.plan,
-                amounts,
-                priority=priority,
-                deadline=deadline,
-                can_fall_back=can_fall_back,
-                ticket=ticket,
-            )
-        except WaitTooLong as exc:
-            if cause is None:
-                raise
-            raise exc from cause
+        return await self.scheduler.acquire(
+            self.key,
+            self.plan,
+            amounts,
+            priority=priority,
+            deadline=deadline,
+            can_fall_back=can_fall_back,
+        )
 
-    async def _back_off(self, reservation: Reservation, exc: ProviderError, attempt: int) -> None:
-        """Release, learn from the headers, block the deployment, or give up."""
-        await self._failed(reservation, exc)
-        if attempt >= self.scheduler.policy.max_rate_limit_retries:
-            raise exc
-        delay = self.scheduler.backoff(attempt, exc.retry_after)
-        log.info("%s: %s; backing off %.2fs", self.deployment, type(exc).__name__, delay)
-        await self.scheduler.penalize(self.key, self.plan, delay)
+    async def projected_wait(self, request: ChatRequest, input_tokens: int | None = None) -> float:
+        """Seconds this request would wait for capacity here now."""
+        _, amounts = self.estimate(request, input_tokens)
+        return await self.scheduler.projected_wait(self.key, self.plan, amounts)
 
     async def _failed(self, reservation: Reservation, exc: ProviderError) -> None:
-        await self.scheduler.release(reservation, sent=exc.status_code is not None)
+        """Settle a failed call; learn from its headers, its Retry-After and its 429."""
+        if isinstance(exc, Timeout | StreamInterrupted):
+            _keep(reservation)  # the provider received it and may have generated tokens
+        else:
+            await self.scheduler.release(reservation, sent=exc.status_code is not None)
         await self.scheduler.limiter.observe(self.key, self.plan, exc.rate_limits)
+        if isinstance(exc, RateLimited | Overloaded) and exc.retry_after:
+            await self.scheduler.penalize(self.key, self.plan, exc.retry_after)
+        if isinstance(exc, RateLimited) and exc.status_code == 429:
+            await self.scheduler.learn(self.key, self.plan, self.deployment)
 
     async def _succeeded(
         self,

@@ -18,6 +18,8 @@ what a provider reports and what was estimated, so a tokenizer that differs from
 
 from __future__ import annotations
 
+import collections
+
 import abc
 import functools
 from collections.abc import Mapping
@@ -199,25 +201,39 @@ class EstimatorRegistry:
 
 
 class Calibration:
-    """Per-deployment ratio of reported to estimated input tokens (an EWMA).
+    """Per-deployment ratio of reported to estimated input tokens.
 
-    Starts at 1.0; it is only allowed to scale an estimate between 0.5x and 3x so that one
-    odd response (a cached prompt billed at zero, say) cannot make reservations useless.
+    Another tokenizer (Anthropic's, Gemini's, a local model's) counts differently from
+    cl100k; once a deployment has answered ``min_samples`` times, estimates are scaled by
+    the token-weighted average ratio over its last ``window`` answers. One sample is never
+    enough (a one-word prompt says little about a long one), and the ratio is bounded to
+    0.5–3x so that odd answers (a cached prompt billed at zero, say) cannot make
+    reservations useless.
     """
 
-    def __init__(self, alpha: float = 0.2) -> None:
-        self.alpha = alpha
+    def __init__(self, *, min_samples: int = 5, window: int = 50) -> None:
+        if min_samples < 1 or window < min_samples:
+            raise ValueError("need 1 <= min_samples <= window")
+        self.min_samples = min_samples
+        self.window = window
+        self._samples: dict[str, collections.deque[tuple[int, int]]] = {}
         self._ratio: dict[str, float] = {}
 
     def adjust(self, deployment: str, estimate: int) -> int:
-        return round(estimate * self._ratio.get(deployment, 1.0))
+        ratio = self._ratio.get(deployment)
+        return estimate if ratio is None else round(estimate * ratio)
 
     def observe(self, deployment: str, estimate: int, reported: int) -> None:
         if estimate <= 0 or reported <= 0:
             return
-        sample = min(3.0, max(0.5, reported / estimate))
-        old = self._ratio.get(deployment)
-        self._ratio[deployment] = sample if old is None else old + self.alpha * (sample - old)
+        samples = self._samples.get(deployment)
+        if samples is None:
+            samples = self._samples[deployment] = collections.deque(maxlen=self.window)
+        samples.append((estimate, reported))
+        if len(samples) >= self.min_samples:
+            estimated = sum(e for e, _ in samples)
+            ratio = sum(r for _, r in samples) / estimated
+            self._ratio[deployment] = min(3.0, max(0.5, ratio))
 
     def ratio(self, deployment: str) -> float:
         return self._ratio.get(deployment, 1.0)

@@ -141,19 +141,19 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
     tokens_limit: int | None = None
     tokens_remaining: int | None = None
     tokens_reset_s: float | None = None
+    input_tokens_limit: int | None = None
+    """Anthropic's separate input-token (ITPM) and output-token (OTPM) limits."""
+    input_tokens_remaining: int | None = None
+    output_tokens_limit: int | None = None
+    output_tokens_remaining: int | None = None
     retry_after_s: float | None = None
 
     @property
     def is_empty(self) -> bool:
-        return (
-            self.requests_limit is None
-            and self.requests_remaining is None
-            and self.tokens_limit is None
-            and self.tokens_remaining is None
-            and self.retry_after_s is None
-            and self.requests_reset_s is None
-            and self.tokens_reset_s is None
-        )
+        return self == _NO_LIMITS
+
+
+_NO_LIMITS = RateLimitInfo()
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):

@@ -39,6 +39,9 @@ class TierLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ModelInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One model's figures; local models have no ``price`` (they cost nothing per token)
+    and no tier ``limits``."""
+
     context_window: int
     max_output_tokens: int
     price: Price | None = None
@@ -109,7 +112,10 @@ class Catalog:
         )
 
     def __contains__(self, name: object) -> bool:
-        return name in self._models
+        if not isinstance(name, str):
+            return False
+        provider, _, model = name.partition("/")
+        return self.get(provider, model) is not None
 
     def __iter__(self) -> Any:
         return iter(self._models.values())
@@ -118,7 +124,16 @@ class Catalog:
         return len(self._models)
 
     def get(self, provider: str, model: str) -> ModelInfo | None:
-        return self._models.get(f"{provider}/{model}")
+        """The entry for exactly ``provider/model``; ``name:latest`` is the entry ``name``.
+
+        Ollama (and servers like it) call the default tag of a model ``latest``, so
+        ``llama3.2:latest`` and ``llama3.2`` are one model. Lookups are otherwise exact:
+        a model missing here has an unknown window, which the server may report.
+        """
+        info = self._models.get(f"{provider}/{model}")
+        if info is None and model.endswith(":latest"):
+            info = self._models.get(f"{provider}/{model.removesuffix(':latest')}")
+        return info
 
     def require(self, provider: str, model: str) -> ModelInfo:
         info = self.get(provider, model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from typing import Protocol
 
 import msgspec
@@ -17,12 +19,17 @@ class LimitBackend(Protocol):
     shared: bool
     """Whether other processes see the same state (Redis) or not (memory)."""
 
-    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> float:
-        """Take ``amounts`` and return 0, or take nothing and return seconds to wait."""
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> float:
+        """Take ``amounts`` as reservation ``ident`` and return 0, or take nothing and return
+        seconds to wait."""
         ...
 
-    async def give(self, key: str, plan: Plan, amounts: Amounts) -> None:
-        """Give units back (negative: take more than was reserved); the provider answered."""
+    async def give(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> None:
+        """Give units of reservation ``ident`` back (negative: take more than was reserved)."""
+        ...
+
+    async def tighten(self, key: str, plan: Plan) -> float:
+        """Pace to a stricter short window from now on; return it in seconds."""
         ...
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
@@ -44,6 +51,8 @@ class Reservation(msgspec.Struct, kw_only=True):
     key: str
     plan: Plan
     amounts: Amounts
+    ident: str = ""
+    """Names the reservation in the short window's log."""
     settled: bool = False
 
 
@@ -52,13 +61,17 @@ class Limiter:
 
     def __init__(self, backend: LimitBackend | None = None) -> None:
         self.backend: LimitBackend = backend or MemoryBackend()
+        # Reservation ids are unique across every process sharing a backend.
+        self._prefix = secrets.token_hex(4)
+        self._ids = itertools.count()
 
     async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> Reservation | float:
         """A reservation if ``amounts`` fit now, else the seconds until they would."""
-        wait = await self.backend.reserve(key, plan, amounts)
+        ident = f"{self._prefix}{next(self._ids):x}"
+        wait = await self.backend.reserve(key, plan, amounts, ident)
         if wait > 0:
             return wait
-        return Reservation(key=key, plan=plan, amounts=amounts)
+        return Reservation(key=key, plan=plan, amounts=amounts, ident=ident)
 
     async def reconcile(self, reservation: Reservation, usage: Usage) -> None:
         """Replace the estimate with what the provider reported it used."""
@@ -75,13 +88,15 @@ class Limiter:
             0.0,
         )
         # Even with nothing to give back, this is an answer: it confirms the buckets.
-        await self.backend.give(reservation.key, reservation.plan, back)
+        await self.backend.give(reservation.key, reservation.plan, back, reservation.ident)
 
     async def release(self, reservation: Reservation, *, sent: bool) -> None:
-        """Give back what a failed or cancelled request took.
+        """Give back what a failed request took.
 
-        Its tokens always come back. The request itself only does if it never reached the
-        provider, which counts every request it receives, failed or not.
+        Its tokens come back: the provider answered with an error. The request itself only
+        does if it never reached the provider, which counts every request it receives,
+        failed or not. (A call cancelled after it was sent is not released: the provider
+        may be generating, so it is reconciled to its estimate instead.)
         """
         if reservation.settled:
             return
@@ -89,7 +104,11 @@ class Limiter:
         back = reservation.amounts
         if sent:
             back = (0.0, back[1], back[2], back[3], 0.0)
-        await self.backend.give(reservation.key, reservation.plan, back)
+        await self.backend.give(reservation.key, reservation.plan, back, reservation.ident)
+
+    async def tighten(self, key: str, plan: Plan) -> float:
+        """Pace ``key`` to a stricter short window (a 429 the buckets did not predict)."""
+        return await self.backend.tighten(key, plan)
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo | None) -> None:
         if info is not None and not info.is_empty:

@@ -11,7 +11,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from llmrelay.limits.plan import ITPM, ROLLING, RPD, RPM, TPM, Amounts, Plan, Snapshot
+from llmrelay.limits.plan import (
+    ITPM,
+    ROLLING,
+    RPD,
+    RPM,
+    TPM,
+    Amounts,
+    Occupancy,
+    Plan,
+    Snapshot,
+    occupies,
+    short_caps,
+)
 from llmrelay.types import RateLimitInfo
 
 Clock = Callable[[], float]
@@ -19,6 +31,16 @@ Clock = Callable[[], float]
 UNCONFIRMED_GRACE_S = 2.0
 """Seconds after a deployment's first reservation during which, until the provider has
 answered, its buckets are not refilled (the provider may not have seen the request yet)."""
+
+DEFAULT_WINDOW_S = 1.0
+"""The short window a deployment paced to the minute only learns first."""
+MIN_WINDOW_S = 0.125
+"""Learning halves the short window down to this."""
+
+
+def tightened(window: float) -> float:
+    """The next stricter short window after a 429 that the limiter did not predict."""
+    return DEFAULT_WINDOW_S if not window else max(MIN_WINDOW_S, window / 2)
 
 
 @dataclass(slots=True)
@@ -43,6 +65,10 @@ class _State:
     origin: float = 0.0
     effective: tuple[Plan, Amounts, tuple[float, float, float, float]] | None = None
     """Caps and rates in force for a plan (learned ones win), kept until either changes."""
+    entries: dict[str, list[float]] = field(default_factory=dict)
+    """The short window's log: reservation id → [time taken, amount of each rolling limit]."""
+    learned_window: float = 0.0
+    """A stricter short window learned from an unpredicted 429 (0: the plan's)."""
 
     def _effective(self, plan: Plan) -> tuple[Plan, Amounts, tuple[float, float, float, float]]:
         found = self.effective
@@ -78,28 +104,66 @@ class _State:
         if day != self.day:
             self.day, self.day_used = day, 0.0
 
+    def window(self, plan: Plan) -> float:
+        return self.learned_window or plan.window
+
     def snapshot(self, plan: Plan, now: float, day_left: float) -> Snapshot:
         levels = (self.levels[0], self.levels[1], self.levels[2], self.levels[3])
+        caps, rates = self.caps(plan), self.rates(plan)
+        window = self.window(plan)
+        shorts = short_caps(plan, caps, rates, window)
+        padded = window * (1 + plan.pad)
         return Snapshot(
             levels=levels,
-            caps=self.caps(plan),
-            rates=self.rates(plan),
+            caps=caps,
+            rates=rates,
             day_used=self.day_used,
             day_left_s=day_left,
             blocked_for=max(0.0, self.blocked_until - now),
+            window=padded,
+            short_caps=shorts,
+            occupancy=self._occupancy(shorts, padded, now) if window else ((), (), (), ()),
         )
 
-    def take(self, amounts: Amounts) -> None:
+    def _occupancy(
+        self, shorts: tuple[float, float, float, float], window: float, now: float
+    ) -> tuple[Occupancy, Occupancy, Occupancy, Occupancy]:
+        """What occupies each short window now; entries that left every window are dropped."""
+        out: list[list[tuple[float, float]]] = [[], [], [], []]
+        gone = []
+        for ident, entry in self.entries.items():
+            present = False
+            for i in ROLLING:
+                amount = entry[i + 1]
+                if shorts[i] and amount > 0:
+                    left = entry[0] + occupies(amount, shorts[i], window) - now
+                    if left > 0:
+                        out[i].append((left, amount))
+                        present = True
+            if not present:
+                gone.append(ident)
+        for ident in gone:
+            del self.entries[ident]
+        occ = [tuple(sorted(o)) for o in out]
+        return (occ[0], occ[1], occ[2], occ[3])
+
+    def take(self, amounts: Amounts, ident: str, now: float, plan: Plan) -> None:
         for i in ROLLING:
             self.levels[i] -= amounts[i]
         self.day_used += amounts[RPD]
+        if self.window(plan):
+            self.entries[ident] = [now, amounts[0], amounts[1], amounts[2], amounts[3]]
 
-    def give(self, plan: Plan, amounts: Amounts) -> None:
+    def give(self, plan: Plan, amounts: Amounts, ident: str) -> None:
         self.confirmed = True
         caps = self.caps(plan)
         for i in ROLLING:
             self.levels[i] = min(caps[i], self.levels[i] + amounts[i])
         self.day_used = max(0.0, self.day_used - amounts[RPD])
+        entry = self.entries.get(ident)
+        if entry is not None:
+            for i in ROLLING:
+                entry[i + 1] = max(0.0, entry[i + 1] - amounts[i])
 
     def observe(self, plan: Plan, info: RateLimitInfo) -> None:
         """Adopt the limits a provider reports, and never believe in more room than it has."""
@@ -153,18 +217,26 @@ class MemoryBackend:
         state.refill(plan, now, day)
         return state, now, day_left
 
-    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> float:
-        """Take ``amounts`` and return 0, or return the seconds until they would fit."""
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> float:
+        """Take ``amounts`` as reservation ``ident`` and return 0, or return the seconds until
+        they would fit."""
         state, now, day_left = self._state(key, plan)
         wait = state.snapshot(plan, now, day_left).wait_for(amounts)
         if wait <= 0:
-            state.take(amounts)
+            state.take(amounts, ident, now, plan)
         return wait
 
-    async def give(self, key: str, plan: Plan, amounts: Amounts) -> None:
-        """Return units (negative units take more: usage above the reservation)."""
+    async def give(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> None:
+        """Return units of reservation ``ident`` (negative units take more: usage above the
+        reservation)."""
         state, _, _ = self._state(key, plan)
-        state.give(plan, amounts)
+        state.give(plan, amounts, ident)
+
+    async def tighten(self, key: str, plan: Plan) -> float:
+        """Pace to a stricter short window from now on; return it (seconds)."""
+        state, _, _ = self._state(key, plan)
+        state.learned_window = tightened(state.window(plan))
+        return state.learned_window
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
         state, _, _ = self._state(key, plan)
@@ -182,4 +254,5 @@ class MemoryBackend:
         self._states.clear()
 
 
-__all__ = ["UNCONFIRMED_GRACE_S", "Clock", "MemoryBackend"]
+__all__ = ["DEFAULT_WINDOW_S", "MIN_WINDOW_S", "UNCONFIRMED_GRACE_S", "Clock", "MemoryBackend",
+           "tightened"]  # fmt: skip

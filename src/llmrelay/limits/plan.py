@@ -6,6 +6,17 @@ A deployment has up to five limits, always in this order (:data:`DIMENSIONS`):
   minute. Each is a bucket that holds one minute's allowance and refills continuously,
   which is how OpenAI and Anthropic document theirs. A request takes its units when it is
   sent; what it did not use comes back when it finishes.
+- the same allowance over a **short window** (``short_window_s``, default 1 s): OpenAI and
+  Anthropic say a minute's limit may be enforced per second ("60 RPM may be enforced as
+  1 request per second"), so at most limit × window / 60 units go in any window. This is
+  a sliding window, the strictest reading: a bucket of the same size would let twice that
+  through within one window. Each amount *a* occupies the window for
+  ``window × max(1, a / capacity)`` — a request larger than a window's allowance (RPM 50:
+  0.83 requests a second) occupies it proportionally longer — and a new amount fits when
+  what still occupies plus it stays within the capacity, or when nothing occupies at all.
+  Entries are held ``window_pad`` (1.5 %) longer than the provider holds them, because
+  requests reach it a little after they leave; token capacities keep ``token_margin``
+  in hand as the minute buckets do.
 - ``rpd`` — requests per day, a counter that resets at midnight in the provider's time zone
   (Gemini: Pacific time).
 
@@ -47,6 +58,11 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     safety_margin: int = 2
     token_margin: float = 0.01
     min_spacing: bool = False
+    short_window_s: float = 1.0
+    """Also pace to this window, at most limit/60 per second of it (0: the minute only)."""
+    window_pad: float = 0.015
+    """Short-window entries are held this share of the window longer than the provider holds
+    them: requests reach the provider a little after they leave."""
     day_reset_tz: str = "UTC"
 
     def __post_init__(self) -> None:
@@ -58,6 +74,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"safety_margin must be >= 0, got {self.safety_margin}")
         if not 0 <= self.token_margin < 0.5:
             raise ValueError(f"token_margin must be in [0, 0.5), got {self.token_margin}")
+        if self.short_window_s < 0 or self.short_window_s > MINUTE:
+            raise ValueError(f"short_window_s must be in [0, 60], got {self.short_window_s}")
+        if not 0 <= self.window_pad < 1:
+            raise ValueError(f"window_pad must be in [0, 1), got {self.window_pad}")
         try:
             ZoneInfo(self.day_reset_tz)
         except (KeyError, ValueError):
@@ -84,6 +104,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             margin=self.safety_margin,
             token_margin=self.token_margin,
             day_tz=self.day_reset_tz,
+            window=self.short_window_s,
+            pad=self.window_pad,
         )
 
 
@@ -95,6 +117,9 @@ class Plan(msgspec.Struct, frozen=True):
     margin: int = 0
     token_margin: float = 0.0
     day_tz: str = "UTC"
+    window: float = 0.0
+    """The short window in seconds (0: the minute only)."""
+    pad: float = 0.0
 
     def day(self, wall: float) -> tuple[int, float]:
         """Today's number in the reset time zone, and seconds until tomorrow starts there.
@@ -111,6 +136,10 @@ class Plan(msgspec.Struct, frozen=True):
         return now.date().toordinal(), max(0.0, (tomorrow - now).total_seconds())
 
 
+Occupancy = tuple[tuple[float, float], ...]
+"""What occupies one dimension's short window: (seconds until it leaves, amount), soonest first."""
+
+
 class Snapshot(msgspec.Struct, frozen=True):
     """One deployment's limiter state at a moment: what the scheduler projects waits from."""
 
@@ -120,6 +149,11 @@ class Snapshot(msgspec.Struct, frozen=True):
     day_used: float
     day_left_s: float
     blocked_for: float
+    window: float = 0.0
+    """How long a unit amount occupies the short window, padded (0: no short window)."""
+    short_caps: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    """Each dimension's short-window capacity (0: none)."""
+    occupancy: tuple[Occupancy, Occupancy, Occupancy, Occupancy] = ((), (), (), ())
 
     def wait_for(self, amounts: Amounts, ahead: Amounts | None = None) -> float:
         """Seconds until ``amounts`` fit after what is queued ``ahead`` of them.
@@ -136,6 +170,11 @@ class Snapshot(msgspec.Struct, frozen=True):
                 return math.inf
             if need > self.levels[i]:
                 wait = max(wait, (need - self.levels[i]) / self.rates[i])
+            short = self.short_caps[i]
+            if short:
+                wait = max(wait, window_wait(self.occupancy[i], short, amounts[i]))
+                if ahead is not None and need > short:  # the queue ahead goes first, paced
+                    wait = max(wait, (need - short) * self.window / short)
         cap, need = self.caps[RPD], total[RPD]
         if cap and amounts[RPD] > 0:
             if amounts[RPD] > cap:
@@ -162,6 +201,37 @@ _UNITS = (
 )
 
 
+_EPSILON = 1e-9
+
+
+def short_caps(
+    plan: Plan, caps: Amounts, rates: tuple[float, float, float, float], window: float
+) -> tuple[float, float, float, float]:
+    """Each limited dimension's short-window capacity: its per-second rate × ``window``."""
+    if not window:
+        return (0.0, 0.0, 0.0, 0.0)
+    keep = (1.0, 1 - plan.token_margin, 1 - plan.token_margin, 1 - plan.token_margin)
+    out = [rates[i] * window * keep[i] if caps[i] else 0.0 for i in ROLLING]
+    return (out[0], out[1], out[2], out[3])
+
+
+def window_wait(occupancy: Occupancy, capacity: float, amount: float) -> float:
+    """Seconds until ``amount`` fits a short window of ``capacity`` (see the module docstring)."""
+    used = sum(a for _, a in occupancy)
+    if used <= _EPSILON or used + amount <= capacity + _EPSILON:
+        return 0.0
+    for leaves_in, a in occupancy:
+        used -= a
+        if used <= _EPSILON or used + amount <= capacity + _EPSILON:
+            return max(0.0, leaves_in)
+    return max(0.0, occupancy[-1][0])
+
+
+def occupies(amount: float, capacity: float, window: float) -> float:
+    """How long ``amount`` occupies a short window of ``capacity`` units."""
+    return window * max(1.0, amount / capacity) if capacity else 0.0
+
+
 def add(a: Amounts, b: Amounts) -> Amounts:
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4])
 
@@ -184,8 +254,12 @@ __all__ = [
     "ZERO",
     "Amounts",
     "Limits",
+    "Occupancy",
     "Plan",
     "Snapshot",
     "add",
     "cost",
+    "occupies",
+    "short_caps",
+    "window_wait",
 ]

@@ -24,7 +24,13 @@ import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from llmrelay.limits.memory import UNCONFIRMED_GRACE_S, Clock, MemoryBackend
+from llmrelay.limits.memory import (
+    DEFAULT_WINDOW_S,
+    MIN_WINDOW_S,
+    UNCONFIRMED_GRACE_S,
+    Clock,
+    MemoryBackend,
+)
 from llmrelay.limits.plan import Amounts, Plan, Snapshot
 from llmrelay.types import RateLimitInfo
 
@@ -32,7 +38,9 @@ log = logging.getLogger("llmrelay.limits")
 T = TypeVar("T")
 
 # ARGV: 1 now ("" = Redis TIME), 2 day, 3 seconds left in the day, 4-8 caps, 9-12 rates,
-# 13 request margin, 14 token margin, 15-19 the operation's own arguments, 20 grace.
+# 13 request margin, 14 token margin, 15-19 the operation's own arguments, 20 grace,
+# 21 short window, 22 its pad, 23 the reservation id.
+# The short window's log is field 'g': a JSON list of {id, time, amount of each rolling limit}.
 _PRELUDE = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -43,7 +51,7 @@ end
 local day, day_left, margin = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
 local token_margin = tonumber(ARGV[14])
 local f = redis.call('HMGET', key, 'l1', 'l2', 'l3', 'l4', 'st', 'c1', 'c2', 'c3', 'c4', 'c5',
-  'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b', 'cf', 'o')
+  'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b', 'cf', 'o', 'g', 'w')
 local caps, rates, levels, learned = {}, {}, {}, {}
 for i = 1, 5 do
   learned[i] = tonumber(f[5 + i]) or 0
@@ -71,10 +79,62 @@ local used = tonumber(f[16]) or 0
 if tonumber(f[15]) ~= day then used = 0 end
 local blocked = tonumber(f[17]) or 0
 
+-- The short window (see plan.py): who occupies it, for how long.
+local learned_window = tonumber(f[21]) or 0
+local window = learned_window
+if window == 0 then window = tonumber(ARGV[21]) end
+local padded = window * (1 + tonumber(ARGV[22]))
+local shorts = {0, 0, 0, 0}
+if window > 0 then
+  for i = 1, 4 do
+    if caps[i] > 0 then
+      local keep = 1
+      if i > 1 then keep = 1 - token_margin end
+      shorts[i] = rates[i] * window * keep
+    end
+  end
+end
+local log = {}
+if f[20] then log = cjson.decode(f[20]) end
+local occ = {{}, {}, {}, {}}
+local kept = {}
+for _, e in ipairs(log) do
+  local present = false
+  for i = 1, 4 do
+    local a = e[2 + i]
+    if shorts[i] > 0 and a > 0 then
+      local left = e[2] + padded * math.max(1, a / shorts[i]) - now
+      if left > 0 then
+        table.insert(occ[i], {left, a})
+        present = true
+      end
+    end
+  end
+  if present then table.insert(kept, e) end
+end
+log = kept
+for i = 1, 4 do table.sort(occ[i], function(p, q) return p[1] < q[1] end) end
+local function window_wait(o, cap, a)
+  local sum = 0
+  for _, x in ipairs(o) do sum = sum + x[2] end
+  if sum <= 1e-9 or sum + a <= cap + 1e-9 then return 0 end
+  for _, x in ipairs(o) do
+    sum = sum - x[2]
+    if sum <= 1e-9 or sum + a <= cap + 1e-9 then return math.max(0, x[1]) end
+  end
+  return math.max(0, o[#o][1])
+end
+
 local function num(x) return string.format('%.17g', x) end
 local function save()
   local args = {'st', num(now), 'd', day, 'u', num(used), 'b', num(blocked),
-    'cf', confirmed and '1' or '0', 'o', num(origin)}
+    'cf', confirmed and '1' or '0', 'o', num(origin), 'w', num(learned_window)}
+  if #log > 0 then
+    table.insert(args, 'g')
+    table.insert(args, cjson.encode(log))
+  else
+    redis.call('HDEL', key, 'g')
+  end
   for i = 1, 4 do
     if levels[i] ~= nil then
       table.insert(args, 'l' .. i)
@@ -90,6 +150,7 @@ local function wait_for(a)
     if caps[i] > 0 and a[i] > 0 then
       if a[i] > caps[i] then return -1 end
       if a[i] > levels[i] then wait = math.max(wait, (a[i] - levels[i]) / rates[i]) end
+      if shorts[i] > 0 then wait = math.max(wait, window_wait(occ[i], shorts[i], a[i])) end
     end
   end
   if caps[5] > 0 and a[5] > 0 then
@@ -111,6 +172,7 @@ local wait = wait_for(a)
 if wait == 0 then
   for i = 1, 4 do if levels[i] ~= nil then levels[i] = levels[i] - a[i] end end
   used = used + a[5]
+  if window > 0 then table.insert(log, {ARGV[23], now, a[1], a[2], a[3], a[4]}) end
 end
 save()
 return num(wait)
@@ -123,8 +185,21 @@ for i = 1, 4 do
   if levels[i] ~= nil then levels[i] = math.min(caps[i], levels[i] + a[i]) end
 end
 used = math.max(0, used - a[5])
+for _, e in ipairs(log) do
+  if e[1] == ARGV[23] then
+    for i = 1, 4 do e[2 + i] = math.max(0, e[2 + i] - a[i]) end
+  end
+end
 save()
 return 1
+"""
+
+# ARGV 15-16: the first window learned, the smallest window
+_TIGHTEN = """
+if window == 0 then learned_window = tonumber(ARGV[15])
+else learned_window = math.max(tonumber(ARGV[16]), window / 2) end
+save()
+return num(learned_window)
 """
 
 # ARGV 15-18: requests limit, requests remaining, tokens limit, tokens remaining ("" = none)
@@ -172,6 +247,15 @@ for i = 1, 4 do out[9 + i] = num(rates[i]) end
 out[14] = num(used)
 out[15] = num(day_left)
 out[16] = num(math.max(0, blocked - now))
+out[17] = num(window > 0 and padded or 0)
+for i = 1, 4 do out[17 + i] = num(shorts[i]) end
+for i = 1, 4 do
+  table.insert(out, tostring(#occ[i]))
+  for _, x in ipairs(occ[i]) do
+    table.insert(out, num(x[1]))
+    table.insert(out, num(x[2]))
+  end
+end
 return out
 """
 
@@ -235,16 +319,18 @@ class RedisBackend:
                 ("give", _GIVE),
                 ("observe", _OBSERVE),
                 ("block", _BLOCK),
+                ("tighten", _TIGHTEN),
                 ("snapshot", _SNAPSHOT),
             )
         }
 
-    def _argv(self, plan: Plan, extra: tuple[Any, ...]) -> list[Any]:
+    def _argv(self, plan: Plan, extra: tuple[Any, ...], ident: str) -> list[Any]:
         day, day_left = plan.day(self._wall())
         now = "" if self._clock is None else repr(self._clock())
         own = [*extra, *[""] * (5 - len(extra))]
         return [now, day, repr(day_left), *map(repr, plan.caps), *map(repr, plan.rates),
-                plan.margin, repr(plan.token_margin), *own, repr(UNCONFIRMED_GRACE_S)]  # fmt: skip
+                plan.margin, repr(plan.token_margin), *own, repr(UNCONFIRMED_GRACE_S),
+                repr(plan.window), repr(plan.pad), ident]  # fmt: skip
 
     async def _run(
         self,
@@ -253,13 +339,15 @@ class RedisBackend:
         plan: Plan,
         extra: tuple[Any, ...],
         local: Callable[[Plan], Awaitable[T]],
+        ident: str = "",
     ) -> T | Any:
         """Run ``op`` in Redis; on failure (or while Redis is down) decide locally instead."""
         if self._retry_at and time.monotonic() < self._retry_at:
             self.metrics.fallback_decisions += 1
             return await local(self._scaled(plan))
         try:
-            result = await self._scripts[op](keys=[self.prefix + key], args=self._argv(plan, extra))
+            argv = self._argv(plan, extra, ident)
+            result = await self._scripts[op](keys=[self.prefix + key], args=argv)
         except (RedisError, OSError, TimeoutError) as exc:
             self.metrics.redis_errors += 1
             self.metrics.fallback_decisions += 1
@@ -289,19 +377,26 @@ class RedisBackend:
         rates = tuple(r * share for r in plan.rates)
         return msgspec.structs.replace(plan, caps=caps, rates=rates)
 
-    async def reserve(self, key: str, plan: Plan, amounts: Amounts) -> float:
+    async def reserve(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> float:
         result = await self._run(
             "reserve", key, plan, tuple(map(repr, amounts)),
-            lambda p: self._local.reserve(key, p, amounts),
+            lambda p: self._local.reserve(key, p, amounts, ident), ident,
         )  # fmt: skip
         wait = float(result)
         return math.inf if wait < 0 else wait
 
-    async def give(self, key: str, plan: Plan, amounts: Amounts) -> None:
+    async def give(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> None:
         await self._run(
             "give", key, plan, tuple(map(repr, amounts)),
-            lambda p: self._local.give(key, p, amounts),
+            lambda p: self._local.give(key, p, amounts, ident), ident,
         )  # fmt: skip
+
+    async def tighten(self, key: str, plan: Plan) -> float:
+        result = await self._run(
+            "tighten", key, plan, (repr(DEFAULT_WINDOW_S), repr(MIN_WINDOW_S)),
+            lambda p: self._local.tighten(key, p),
+        )  # fmt: skip
+        return float(result)
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
         fields = (info.requests_limit, info.requests_remaining, info.tokens_limit,
@@ -321,6 +416,12 @@ class RedisBackend:
         if isinstance(result, Snapshot):
             return result
         v = [float(x) if x not in (b"", "") else math.nan for x in result]
+        occupancy: list[tuple[tuple[float, float], ...]] = []
+        at = 21
+        for _ in range(4):
+            n = int(v[at])
+            occupancy.append(tuple((v[at + 1 + 2 * j], v[at + 2 + 2 * j]) for j in range(n)))
+            at += 1 + 2 * n
         return Snapshot(
             levels=(v[0], v[1], v[2], v[3]),
             caps=(v[4], v[5], v[6], v[7], v[8]),
@@ -328,6 +429,9 @@ class RedisBackend:
             day_used=v[13],
             day_left_s=v[14],
             blocked_for=v[15],
+            window=v[16],
+            short_caps=(v[17], v[18], v[19], v[20]),
+            occupancy=(occupancy[0], occupancy[1], occupancy[2], occupancy[3]),
         )
 
     async def clear(self, key: str) -> None:

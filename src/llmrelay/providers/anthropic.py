@@ -23,19 +23,18 @@ from llmrelay.errors import (
     QuotaExhausted,
     RateLimited,
 )
-from llmrelay.providers.base import (
-    HttpProvider,
-    SseEvent,
+from llmrelay.providers.base import HttpProvider, SseEvent, interrupted, loads
+from llmrelay.providers.http import Origin, WireRequest
+from llmrelay.providers.parts import data_url, json_arguments
+from llmrelay.providers.wire import (
+    body_message,
     error_for_status,
     error_payload,
-    interrupted,
-    loads,
+    frame_text,
     parse_retry_after,
     plain_error,
     to_int,
 )
-from llmrelay.providers.http import Origin, WireRequest
-from llmrelay.providers.parts import data_url, json_arguments
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -125,20 +124,21 @@ def _usage(raw: dict[str, Any]) -> Usage:
     )
 
 
-def _seconds_until(value: str | None) -> float | None:
+def _seconds_until(value: str | None, now: float) -> float | None:
+    """Seconds from ``now`` (epoch seconds) until an RFC 3339 moment."""
     if not value:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return max(0.0, moment.timestamp() - datetime.now(moment.tzinfo).timestamp())
+    return max(0.0, moment.timestamp() - now)
 
 
 def classify(status: int, err: dict[str, Any]) -> ProviderError:
     """Anthropic's ``{"type": "error", "error": {...}}`` as a taxonomy error."""
     kind = str(err.get("type") or "")
-    message = str(err.get("message") or f"HTTP {status}")
+    message = body_message(err) or f"an error with no message (type {kind or 'unknown'})"
     if kind == "invalid_request_error":
         if match := _TOO_LONG.search(message):
             return ContextWindowExceeded(
@@ -163,13 +163,14 @@ class AnthropicProvider(HttpProvider):
     name: ClassVar[str] = "anthropic"
     DEFAULT_BASE_URL: ClassVar[str | None] = "https://api.anthropic.com"
     API_KEY_ENV: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+    BASE_URL_ENV: ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL",)
+    SUPPORTS_JSON_OBJECT: ClassVar[bool] = False  # structured output takes a schema only
 
-    def check(self, request: ChatRequest) -> None:
-        super().check(request)
-        if request.response_format is not None and request.response_format.type == "json_object":
-            raise self.origin.error(
-                BadRequest, "anthropic has no JSON-object mode; use a json_schema response_format"
-            )
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key}
+
+    def headers(self) -> dict[str, str]:
+        return {"anthropic-version": API_VERSION, **super().headers()}
 
     def encode(self, request: ChatRequest) -> WireRequest:
         body: dict[str, Any] = {
@@ -208,14 +209,9 @@ class AnthropicProvider(HttpProvider):
             }
         if request.stream:
             body["stream"] = True
-        headers = {
-            "content-type": "application/json",
-            "anthropic-version": API_VERSION,
-            **self.deployment.headers,
-        }
-        if self.api_key:
-            headers["x-api-key"] = self.api_key
-        return WireRequest(url=f"{self.base_url}/v1/messages", headers=headers, body=_encode(body))
+        return WireRequest(
+            url=f"{self.base_url}/v1/messages", headers=self.headers(), body=_encode(body)
+        )
 
     def decode(self, body: Any) -> ChatResponse:
         content = body.get("content") if isinstance(body, dict) else None
@@ -245,14 +241,20 @@ class AnthropicProvider(HttpProvider):
         def field(bucket: str, what: str) -> str | None:
             return headers.get(f"anthropic-ratelimit-{bucket}-{what}")
 
+        now = self.clock()
+
         return RateLimitInfo(
             requests_limit=to_int(field("requests", "limit")),
             requests_remaining=to_int(field("requests", "remaining")),
-            requests_reset_s=_seconds_until(field("requests", "reset")),
+            requests_reset_s=_seconds_until(field("requests", "reset"), now),
             tokens_limit=to_int(field("tokens", "limit")),
             tokens_remaining=to_int(field("tokens", "remaining")),
-            tokens_reset_s=_seconds_until(field("tokens", "reset")),
-            retry_after_s=parse_retry_after(headers),
+            tokens_reset_s=_seconds_until(field("tokens", "reset"), now),
+            input_tokens_limit=to_int(field("input-tokens", "limit")),
+            input_tokens_remaining=to_int(field("input-tokens", "remaining")),
+            output_tokens_limit=to_int(field("output-tokens", "limit")),
+            output_tokens_remaining=to_int(field("output-tokens", "remaining")),
+            retry_after_s=parse_retry_after(headers, now=lambda: now),
         )
 
     def stream_decoder(self) -> AnthropicStreamDecoder:
@@ -275,11 +277,8 @@ class AnthropicStreamDecoder:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "error" or frame.event == "error":
             err = data.get("error") if isinstance(data, dict) else None
-            detail = classify(500, err) if isinstance(err, dict) else None
-            raise interrupted(
-                self._origin,
-                f"error inside the stream: {detail.message if detail else frame.data[:200]!r}",
-            )
+            detail = classify(500, err).message if isinstance(err, dict) else frame_text(frame.data)
+            raise interrupted(self._origin, f"error inside the stream: {detail}")
         if kind == "message_start":
             message = data.get("message") or {}
             self._input = _usage(message.get("usage") or {})

@@ -21,17 +21,11 @@ from llmrelay.errors import (
     RateLimited,
     Timeout,
 )
-from llmrelay.providers.base import (
-    HttpProvider,
-    SseEvent,
-    error_for_status,
-    error_payload,
-    interrupted,
-    load_chunk,
-    plain_error,
-)
+from llmrelay.providers.base import HttpProvider, SseEvent, interrupted, load_chunk
 from llmrelay.providers.http import Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
+from llmrelay.providers.windows import gemini_window
+from llmrelay.providers.wire import body_message, error_for_status, error_payload, plain_error
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -62,6 +56,9 @@ _STATUS: dict[str, type[ProviderError]] = {
 }
 _TOKENS = re.compile(
     r"input token count \(?(\d+)\)? exceeds the maximum number of tokens allowed \(?(\d+)"
+)
+_TOKENS_UNCOUNTED = re.compile(
+    r"input token count exceeds the maximum number of tokens allowed \(?(\d+)"
 )
 
 
@@ -123,8 +120,8 @@ def _retry_delay(details: list[Any]) -> float | None:
 
 def classify(status: int, err: dict[str, Any]) -> ProviderError:
     """Google's ``{"error": {"code", "message", "status", "details"}}`` as a taxonomy error."""
-    message = str(err.get("message") or f"HTTP {status}")
     code = str(err.get("status") or "")
+    message = body_message(err) or f"an error with no message (status {code or 'unknown'})"
     details = err.get("details") or []
     reasons = {d.get("reason") for d in details if isinstance(d, dict)}
     if "API_KEY_INVALID" in reasons or "API key not valid" in message:
@@ -133,6 +130,8 @@ def classify(status: int, err: dict[str, Any]) -> ProviderError:
         return ContextWindowExceeded(
             message, required_tokens=int(match.group(1)), max_tokens=int(match.group(2))
         )
+    if match := _TOKENS_UNCOUNTED.search(message):
+        return ContextWindowExceeded(message, max_tokens=int(match.group(1)))
     if code == "UNAVAILABLE":
         return (Overloaded if "overloaded" in message.lower() else ProviderUnavailable)(message)
     if code == "RESOURCE_EXHAUSTED":
@@ -146,7 +145,16 @@ class GeminiProvider(HttpProvider):
     name: ClassVar[str] = "gemini"
     DEFAULT_BASE_URL: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
     API_KEY_ENV: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    BASE_URL_ENV: ClassVar[tuple[str, ...]] = ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
     API_VERSION: ClassVar[str] = "v1beta"
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key}
+
+    async def ask_context_window(self) -> int | None:
+        """``inputTokenLimit`` from ``GET /models/{model}``."""
+        url = f"{self.base_url}/{self.API_VERSION}/models/{self.deployment.model}"
+        return gemini_window(await self.fetch_json(url))
 
     def encode(self, request: ChatRequest) -> WireRequest:
         names: dict[str, str] = {}
@@ -194,10 +202,7 @@ class GeminiProvider(HttpProvider):
             body["toolConfig"] = {"functionCallingConfig": calling}
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = f"{self.base_url}/{self.API_VERSION}/models/{self.deployment.model}:{method}"
-        headers = {"content-type": "application/json", **self.deployment.headers}
-        if self.api_key:
-            headers["x-goog-api-key"] = self.api_key
-        return WireRequest(url=url, headers=headers, body=_encode(body))
+        return WireRequest(url=url, headers=self.headers(), body=_encode(body))
 
     def decode(self, body: Any) -> ChatResponse:
         candidates = body.get("candidates") if isinstance(body, dict) else None
@@ -254,7 +259,9 @@ class GeminiStreamDecoder:
     def feed(self, frame: SseEvent) -> Iterable[StreamEvent]:
         chunk = load_chunk(frame, self._origin)
         if isinstance(err := chunk.get("error"), dict):
-            raise interrupted(self._origin, f"error inside the stream: {err.get('message')}")
+            raise interrupted(
+                self._origin, f"error inside the stream: {classify(500, err).message}"
+            )
         events: list[StreamEvent] = []
         if not self._started:
             self._started = True

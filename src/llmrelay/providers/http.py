@@ -39,6 +39,11 @@ class WireRequest(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes
 
 
+def _describe(exc: BaseException) -> str:
+    """An aiohttp failure in words; some of its errors have an empty ``str()``."""
+    return str(exc) or type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Who is being called, stamped on every error raised for the call."""
@@ -72,7 +77,7 @@ class HttpResponse:
             ) from None
         except aiohttp.ClientError as exc:
             raise self._origin.error(
-                ProviderUnavailable, f"connection lost reading the response: {exc}"
+                ProviderUnavailable, f"connection lost reading the response: {_describe(exc)}"
             ) from exc
 
     async def lines(self) -> AsyncIterator[bytes]:
@@ -89,7 +94,9 @@ class HttpResponse:
                 lost: type[ProviderError] = (
                     StreamInterrupted if self.started else ProviderUnavailable
                 )
-                raise self._origin.error(lost, f"connection lost during the stream: {exc}") from exc
+                raise self._origin.error(
+                    lost, f"connection lost during the stream: {_describe(exc)}"
+                ) from exc
             if not line:
                 return
             self.started = True
@@ -139,9 +146,11 @@ class HttpClient:
         except TimeoutError:
             raise origin.error(Timeout, f"no response within {timeouts.first_byte}s") from None
         except aiohttp.ServerTimeoutError as exc:
-            raise origin.error(Timeout, f"connect timeout: {exc}") from exc
+            raise origin.error(Timeout, f"connect timeout: {_describe(exc)}") from exc
         except aiohttp.ClientError as exc:
-            raise origin.error(ProviderUnavailable, f"cannot reach {wire.url}: {exc}") from exc
+            raise origin.error(
+                ProviderUnavailable, f"cannot reach {wire.url}: {_describe(exc)}"
+            ) from exc
         try:
             yield HttpResponse(raw, origin, timeouts.idle)
         finally:

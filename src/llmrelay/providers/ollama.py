@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -14,18 +16,11 @@ from llmrelay.errors import (
     Overloaded,
     ProviderError,
 )
-from llmrelay.providers.base import (
-    Framing,
-    HttpProvider,
-    SseEvent,
-    error_for_status,
-    error_payload,
-    interrupted,
-    load_chunk,
-    plain_error,
-)
+from llmrelay.providers.base import Framing, HttpProvider, SseEvent, interrupted, load_chunk
 from llmrelay.providers.http import Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
+from llmrelay.providers.windows import ollama_show_window
+from llmrelay.providers.wire import body_message, error_for_status, error_payload, plain_error
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -42,6 +37,27 @@ from llmrelay.types import (
 )
 
 _encode = msgspec.json.Encoder().encode
+_CONTEXT_FIGURES = re.compile(r"\((\d+) > (\d+)\)")
+DEFAULT_PORT = 11434
+
+
+def ollama_host_url(value: str) -> str:
+    """``OLLAMA_HOST`` read the way Ollama's own clients read it.
+
+    The variable is often just ``host:port`` or a bare host (``0.0.0.0``), so a missing
+    scheme means ``http`` and, then, a missing port means 11434; anything else is kept
+    for validation to judge.
+    """
+    value = value.strip()
+    if "://" in value:
+        return value
+    split = urlsplit(f"http://{value}")
+    try:
+        port = split.port
+    except ValueError:
+        return f"http://{value}"
+    host = split.netloc if split.hostname else f"127.0.0.1{split.netloc}"
+    return f"http://{host}{'' if port else f':{DEFAULT_PORT}'}{split.path}"
 
 
 def _message(message: Message) -> dict[str, Any]:
@@ -83,7 +99,12 @@ def classify(status: int, message: str) -> ProviderError:
     """Ollama's ``{"error": "..."}`` as a taxonomy error."""
     lowered = message.lower()
     if "context length" in lowered:
-        return ContextWindowExceeded(message)
+        figures = _CONTEXT_FIGURES.search(message)
+        return ContextWindowExceeded(
+            message,
+            required_tokens=int(figures.group(1)) if figures else None,
+            max_tokens=int(figures.group(2)) if figures else None,
+        )
     if status == 404 or "not found" in lowered:
         return NotFound(message)
     if "server busy" in lowered:
@@ -98,7 +119,28 @@ class OllamaProvider(HttpProvider):
     FRAMING: ClassVar[Framing] = "ndjson"
     DEFAULT_BASE_URL: ClassVar[str | None] = "http://localhost:11434"
     API_KEY_ENV: ClassVar[tuple[str, ...]] = ()
+    BASE_URL_ENV: ClassVar[tuple[str, ...]] = ("OLLAMA_BASE_URL", "OLLAMA_HOST")
     SUPPORTS_FORCED_TOOL_CHOICE: ClassVar[bool] = False  # /api/chat has no tool_choice
+    SUPPORTS_IMAGE_URLS: ClassVar[bool] = False  # /api/chat takes base64 images only
+
+    @classmethod
+    def base_url_from_env(cls) -> tuple[str, str] | None:
+        found = super().base_url_from_env()
+        if found is not None and found[1] == "OLLAMA_HOST":
+            return ollama_host_url(found[0]), found[1]
+        return found
+
+    async def ask_context_window(self) -> int | None:
+        """The window ``POST /api/show`` reports for the model.
+
+        Ollama's effective window is ``num_ctx``: it silently truncates a longer prompt
+        to it. ``num_ctx`` is reported only when the model's Modelfile sets it; otherwise
+        this is the model's trained length, and the server runs with its default
+        (``OLLAMA_CONTEXT_LENGTH``) instead. If you run Ollama with a small default
+        ``num_ctx``, set ``context_window`` on the deployment explicitly.
+        """
+        body = {"model": self.deployment.model}
+        return ollama_show_window(await self.fetch_json(f"{self.base_url}/api/show", body=body))
 
     def encode(self, request: ChatRequest) -> WireRequest:
         messages = [_message(m) for m in request.chat_messages()]
@@ -137,10 +179,9 @@ class OllamaProvider(HttpProvider):
             body["format"] = "json"
         elif fmt is not None and fmt.type == "json_schema":
             body["format"] = fmt.json_schema or {"type": "object"}
-        headers = {"content-type": "application/json", **self.deployment.headers}
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        return WireRequest(url=f"{self.base_url}/api/chat", headers=headers, body=_encode(body))
+        return WireRequest(
+            url=f"{self.base_url}/api/chat", headers=self.headers(), body=_encode(body)
+        )
 
     def decode(self, body: Any) -> ChatResponse:
         message = body.get("message") if isinstance(body, dict) else None
@@ -158,10 +199,10 @@ class OllamaProvider(HttpProvider):
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
         payload = error_payload(body)
-        message = payload.get("error") if isinstance(payload, dict) else None
-        if message is None:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(error, str):
             return plain_error(status, body)
-        return classify(status, str(message))
+        return classify(status, error)
 
     def stream_decoder(self) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(self.origin)
@@ -179,7 +220,8 @@ class OllamaStreamDecoder:
     def feed(self, frame: SseEvent) -> Iterable[StreamEvent]:
         chunk = load_chunk(frame, self._origin)
         if "error" in chunk:
-            raise interrupted(self._origin, f"error inside the stream: {chunk['error']}")
+            detail = body_message(chunk) or "an error with no message"
+            raise interrupted(self._origin, f"error inside the stream: {detail}")
         events: list[StreamEvent] = []
         if not self._started:
             self._started = True

@@ -17,18 +17,24 @@ from llmrelay.errors import (
     ProviderError,
     QuotaExhausted,
 )
-from llmrelay.providers.base import (
-    HttpProvider,
-    SseEvent,
+from llmrelay.providers.base import HttpProvider, SseEvent, interrupted, load_chunk
+from llmrelay.providers.http import Origin, WireRequest
+from llmrelay.providers.windows import (
+    listed_model,
+    llamacpp_props_window,
+    llamacpp_trained_window,
+    lmstudio_window,
+    vllm_window,
+)
+from llmrelay.providers.wire import (
+    body_message,
     error_for_status,
     error_payload,
-    interrupted,
-    load_chunk,
     parse_retry_after,
     plain_error,
+    positive_int,
     to_int,
 )
-from llmrelay.providers.http import Origin, WireRequest
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -55,6 +61,10 @@ _FINISH: dict[str, FinishReason] = {
 }
 _CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+)")
 _CONTEXT_ASKED = re.compile(r"(?:resulted in|requested) (\d+) tokens")
+_CONTEXT_INPUT = re.compile(r"request has (\d+) input tokens(?: \((\d+) > \d+ - \d+\))?")
+_CONTEXT_LLAMACPP = re.compile(
+    r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"
+)
 _DURATION = re.compile(
     r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
 )
@@ -116,6 +126,7 @@ class OpenAIProvider(HttpProvider):
     name: ClassVar[str] = "openai"
     DEFAULT_BASE_URL: ClassVar[str | None] = "https://api.openai.com/v1"
     API_KEY_ENV: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    BASE_URL_ENV: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
     MAX_TOKENS_FIELD: ClassVar[str] = "max_completion_tokens"
 
     def encode(self, request: ChatRequest) -> WireRequest:
@@ -157,11 +168,8 @@ class OpenAIProvider(HttpProvider):
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        headers = {"content-type": "application/json", **self.deployment.headers}
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
         return WireRequest(
-            url=f"{self.base_url}/chat/completions", headers=headers, body=_encode(body)
+            url=f"{self.base_url}/chat/completions", headers=self.headers(), body=_encode(body)
         )
 
     def decode(self, body: Any) -> ChatResponse:
@@ -190,8 +198,13 @@ class OpenAIProvider(HttpProvider):
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
         payload = error_payload(body)
-        err = payload.get("error") if isinstance(payload, dict) else None
-        return classify(status, err) if isinstance(err, dict) else plain_error(status, body)
+        if not isinstance(payload, dict):
+            return plain_error(status, body)
+        if isinstance(err := payload.get("error"), dict):
+            return classify(status, err)
+        if payload.get("object") == "error":  # vLLM's top-level ErrorResponse
+            return classify(status, payload)
+        return plain_error(status, body)
 
     def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
         return RateLimitInfo(
@@ -201,24 +214,50 @@ class OpenAIProvider(HttpProvider):
             tokens_limit=to_int(headers.get("x-ratelimit-limit-tokens")),
             tokens_remaining=to_int(headers.get("x-ratelimit-remaining-tokens")),
             tokens_reset_s=parse_duration(headers.get("x-ratelimit-reset-tokens")),
-            retry_after_s=parse_retry_after(headers),
+            retry_after_s=parse_retry_after(headers, now=self.clock),
         )
 
     def stream_decoder(self) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self.origin)
 
 
+def context_figures(message: str) -> tuple[int | None, int | None]:
+    """``(required_tokens, window)`` stated by an OpenAI, vLLM or llama.cpp context error."""
+    if match := _CONTEXT_LLAMACPP.search(message):
+        return int(match.group(1)), int(match.group(2))
+    limit = _CONTEXT_LIMIT.search(message)
+    window = int(limit.group(1)) if limit else None
+    if asked := _CONTEXT_ASKED.search(message):
+        return int(asked.group(1)), window
+    if counted := _CONTEXT_INPUT.search(message):
+        return int(counted.group(1)) + int(counted.group(2) or 0), window
+    return None, window
+
+
+def _is_context_error(code: Any, kind: Any, message: str) -> bool:
+    return (
+        code == "context_length_exceeded"
+        or kind == "exceed_context_size_error"
+        or "maximum context length" in message
+        or "exceeds the available context size" in message
+    )
+
+
 def classify(status: int, err: dict[str, Any]) -> ProviderError:
-    """OpenAI's ``{"error": {...}}`` as a taxonomy error (also used for in-stream errors)."""
-    message = str(err.get("message") or f"HTTP {status}")
+    """OpenAI's ``{"error": {...}}`` as a taxonomy error (also used for in-stream errors).
+
+    Servers that speak the format add their own fields: llama.cpp's context error carries
+    ``n_prompt_tokens`` and ``n_ctx``.
+    """
     code = err.get("code") or ""
     kind = err.get("type") or ""
-    if code == "context_length_exceeded" or "maximum context length" in message:
-        limit, asked = _CONTEXT_LIMIT.search(message), _CONTEXT_ASKED.search(message)
+    message = body_message(err) or f"an error with no message (type {kind or code or 'unknown'})"
+    if _is_context_error(code, kind, message):
+        required, window = context_figures(message)
         return ContextWindowExceeded(
             message,
-            required_tokens=int(asked.group(1)) if asked else None,
-            max_tokens=int(limit.group(1)) if limit else None,
+            required_tokens=positive_int(err.get("n_prompt_tokens")) or required,
+            max_tokens=positive_int(err.get("n_ctx")) or window,
         )
     if code == "insufficient_quota" or kind == "insufficient_quota":
         return QuotaExhausted(message)
@@ -283,4 +322,25 @@ class OpenAICompatibleProvider(OpenAIProvider):
     name: ClassVar[str] = "openai_compatible"
     DEFAULT_BASE_URL: ClassVar[str | None] = None
     API_KEY_ENV: ClassVar[tuple[str, ...]] = ()
+    BASE_URL_ENV: ClassVar[tuple[str, ...]] = ()
     MAX_TOKENS_FIELD: ClassVar[str] = "max_tokens"
+
+    async def ask_context_window(self) -> int | None:
+        """The window the server reports, asked the way each server kind answers.
+
+        vLLM lists ``max_model_len`` in ``GET /v1/models``. llama.cpp lists the trained
+        length (``meta.n_ctx_train``) there, but the window it was started with is
+        ``n_ctx`` in ``GET /props`` — the effective one, so it is preferred. LM Studio
+        answers ``GET /api/v0/models/{model}`` with ``max_context_length``. The first
+        server that does not answer at all ends the search.
+        """
+        model = self.deployment.model
+        root = self.base_url.removesuffix("/v1")
+        entry = listed_model(await self.fetch_json(f"{self.base_url}/models"), model)
+        if window := vllm_window(entry):
+            return window
+        if window := llamacpp_props_window(await self.fetch_json(f"{root}/props")):
+            return window
+        if window := llamacpp_trained_window(entry):
+            return window
+        return lmstudio_window(await self.fetch_json(f"{root}/api/v0/models/{model}"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import logging
 from dataclasses import dataclass, field
 
 from llmrelay.catalog import Price
@@ -11,6 +13,7 @@ from llmrelay.scheduling import ScheduledProvider
 from llmrelay.types import RateLimitInfo
 
 _LATENCY_WINDOW = 200
+log = logging.getLogger("llmrelay.routing")
 
 
 @dataclass(eq=False)
@@ -18,8 +21,9 @@ class Candidate:
     """A scheduled deployment plus its size, price, weight, health and recent figures."""
 
     scheduled: ScheduledProvider
-    context_window: int
-    max_output_tokens: int
+    context_window: int | None
+    """``None``: unknown — the server is asked once, and a context error teaches it."""
+    max_output_tokens: int | None
     breaker: CircuitBreaker
     price: Price | None = None
     weight: float = 1.0
@@ -30,6 +34,7 @@ class Candidate:
     latencies: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_LATENCY_WINDOW)
     )
+    _discovery: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -45,8 +50,29 @@ class Candidate:
         return f"{self.provider}:{self.scheduled.key.rsplit(':', 1)[-1]}"
 
     def fits(self, tokens: int, margin: float) -> bool:
-        """Whether ``tokens`` (input + output) fit in ``margin`` of the context window."""
-        return tokens <= self.context_window * margin
+        """Whether ``tokens`` (input + output) fit in ``margin`` of the context window
+        (an unknown window is not checked: the provider will say)."""
+        return self.context_window is None or tokens <= self.context_window * margin
+
+    async def discover(self) -> None:
+        """Ask the server for an unknown context window, once (concurrent callers share it)."""
+        if self.context_window is not None:
+            return
+        if self._discovery is None:
+            self._discovery = asyncio.ensure_future(self._ask())
+        await asyncio.shield(self._discovery)
+
+    async def _ask(self) -> None:
+        window = await self.scheduled.provider.discover_context_window()
+        if window is not None and self.context_window is None:
+            log.info("%s: the server reports a %d-token context window", self.id, window)
+            self.context_window = window
+
+    def learn_window(self, window: int | None) -> None:
+        """A context error named the window: remember it (only ever smaller)."""
+        if window and (self.context_window is None or window < self.context_window):
+            log.info("%s: learned a %d-token context window from an error", self.id, window)
+            self.context_window = window
 
     def price_for(self, input_tokens: int, output_tokens: int) -> float:
         if self.price is None:

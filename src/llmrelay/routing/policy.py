@@ -63,6 +63,17 @@ def unique(candidates: Sequence[Candidate]) -> list[Candidate]:
     return out
 
 
+def larger_windows(candidates: Sequence[Candidate], than: int | None) -> list[Candidate]:
+    """Candidates whose window is larger than ``than``, smallest first; unknown ones last."""
+    known = sorted(
+        (c for c in candidates if c.context_window is not None),
+        key=lambda c: c.context_window or 0,
+    )
+    if than is not None:
+        known = [c for c in known if (c.context_window or 0) > than]
+    return [*known, *(c for c in candidates if c.context_window is None)]
+
+
 class Sequential:
     """Primary (load-balanced), then fallbacks, in the configured order."""
 
@@ -96,8 +107,7 @@ class Smart(Sequential):
             same = [c for c in remaining if c.account == failed.account]
             return [*elsewhere, *same]
         if isinstance(error, ContextWindowExceeded):
-            larger = [c for c in remaining if c.context_window > failed.context_window]
-            return sorted(larger, key=lambda c: c.context_window)
+            return larger_windows(remaining, failed.context_window)
         if isinstance(error, ContentFiltered):
             return list(group.content_fallbacks) or None
         return list(remaining)
@@ -132,5 +142,6 @@ __all__ = [
     "Sequential",
     "Smart",
     "fallback_policy",
+    "larger_windows",
     "unique",
 ]
