@@ -3,7 +3,8 @@
 1. The simulator's own throughput (it must never be the bottleneck of other benchmarks).
 2. Per-request client overhead of each provider adapter vs a bare aiohttp call.
 3. aiohttp vs httpx under concurrency (the choice in docs/decisions/0001-http-client.md).
-4. Proactive scheduling vs the openai SDK's retries vs LiteLLM's Router, on one limited model.
+4. A burst against 1-s limit enforcement: llmrelay (one process and three sharing Redis) vs
+   the openai SDK's retries vs LiteLLM's Router.
 5. Token estimators: time and error of the heuristic against cl100k.
 6. Router overhead per call vs LiteLLM's Router.
 7. Hedging on a heavy latency tail: p99 with and without, and what it cost.
@@ -157,8 +158,8 @@ def main() -> int:
             router.run(sim, ROUNDS)
             return 0
         if only == "scheduling":
-            section("Scheduling: proactive vs reactive (one burst, one limited deployment)")
-            scheduling.run(sim, ROUNDS)
+            section("Scheduling: a burst against 1-s enforcement (RPM-bound and TPM-bound)")
+            scheduling.run(sim)
             return 0
         host, port = sim.url.removeprefix("http://").rsplit(":", 1)
         simulator_throughput(host, int(port))
@@ -174,8 +175,8 @@ def main() -> int:
             )
         )
         print("\n".join(rows))
-        section("Scheduling: proactive vs reactive (one burst, one limited deployment)")
-        scheduling.run(sim, ROUNDS)
+        section("Scheduling: a burst against 1-s enforcement (RPM-bound and TPM-bound)")
+        scheduling.run(sim)
         section("Router overhead per call (zero-latency deployment, interleaved)")
         router.run(sim, ROUNDS)
         section("Hedging on a heavy latency tail (2 % of answers 1 s late)")

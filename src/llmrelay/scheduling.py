@@ -32,7 +32,6 @@ import heapq
 import itertools
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 
@@ -167,13 +166,15 @@ class Scheduler:
     ) -> Reservation:
         """Wait for ``amounts`` on deployment ``key`` and return their reservation.
 
-        Higher ``priority`` goes first; ``deadline`` is a ``time.monotonic()`` instant.
+        Higher ``priority`` goes first; ``deadline`` is an instant of the event loop's clock
+        (``asyncio.get_running_loop().time()``, which is ``time.monotonic()`` on asyncio's
+        and uvloop's loops).
         Raises :class:`WaitTooLong` at once when the projected wait exceeds the bound.
         """
         bound = self.policy.max_wait_before_fallback if can_fall_back else math.inf
         bound = min(bound, self.policy.max_wait_seconds)
         if deadline is not None:
-            bound = min(bound, max(0.0, deadline - time.monotonic()))
+            bound = min(bound, max(0.0, deadline - asyncio.get_running_loop().time()))
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(key, plan)
