@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import pytest
 
@@ -18,15 +19,22 @@ class AdapterCase:
     path: str = ""
 
     def deployment(
-        self, sim: SimulatorHandle, *, api_key: str = "sk-test", **kw: object
+        self, sim: SimulatorHandle, *, api_key: str = "sk-test", timeouts: Timeouts | None = None
     ) -> Deployment:
         return Deployment(
             provider=self.provider,
             model=self.model,
             api_key=api_key,
             base_url=sim.url + self.path,
-            **kw,
-        )  # type: ignore[arg-type]
+            timeouts=timeouts or Timeouts(),
+        )
+
+
+class ProviderFactory(Protocol):
+    """Makes the current adapter's provider against the simulator (the ``make_provider``
+    fixture)."""
+
+    def __call__(self, *, api_key: str = ..., timeouts: Timeouts | None = ...) -> Provider: ...
 
 
 ADAPTERS = [
@@ -40,7 +48,8 @@ ADAPTERS = [
 
 @pytest.fixture(params=ADAPTERS, ids=lambda c: c.provider)
 def case(request: pytest.FixtureRequest) -> AdapterCase:
-    return request.param  # type: ignore[no-any-return]
+    param: AdapterCase = request.param
+    return param
 
 
 @pytest.fixture
@@ -50,9 +59,12 @@ async def http_client() -> AsyncIterator[HttpClient]:
 
 
 @pytest.fixture
-def make_provider(simulator: SimulatorHandle, http_client: HttpClient, case: AdapterCase):  # type: ignore[no-untyped-def]
-    def make(**kw: object) -> Provider:
-        return default_registry().create(case.deployment(simulator, **kw), http_client)
+def make_provider(
+    simulator: SimulatorHandle, http_client: HttpClient, case: AdapterCase
+) -> ProviderFactory:
+    def make(*, api_key: str = "sk-test", timeouts: Timeouts | None = None) -> Provider:
+        deployment = case.deployment(simulator, api_key=api_key, timeouts=timeouts)
+        return default_registry().create(deployment, http_client)
 
     return make
 

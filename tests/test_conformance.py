@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import FAST_TIMEOUTS, AdapterCase
+from conftest import FAST_TIMEOUTS, AdapterCase, ProviderFactory
 from llmrelay import errors
-from llmrelay.providers import Provider
+from llmrelay.providers import HttpClient, HttpProvider, Provider
 from llmrelay.testing import SimulatorHandle
 from llmrelay.types import (
     ChatRequest,
@@ -37,7 +37,7 @@ async def collect(provider: Provider, request: ChatRequest) -> list[StreamEvent]
     return [event async for event in provider.stream(request)]
 
 
-async def test_plain_answer(make_provider) -> None:  # type: ignore[no-untyped-def]
+async def test_plain_answer(make_provider: ProviderFactory) -> None:
     """A plain request comes back with the model's text, a stop reason and usage."""
     response = await make_provider().send(ask("Hello there", system="Be brief."))
     assert response.content == "Echo: Hello there"
@@ -46,7 +46,7 @@ async def test_plain_answer(make_provider) -> None:  # type: ignore[no-untyped-d
     assert response.latency_s > 0
 
 
-async def test_streamed_answer_matches_plain(make_provider) -> None:  # type: ignore[no-untyped-def]
+async def test_streamed_answer_matches_plain(make_provider: ProviderFactory) -> None:
     """A stream yields text deltas and exactly one final StreamEnd carrying usage."""
     provider = make_provider()
     events = await collect(provider, ask("Stream me a reply"))
@@ -63,8 +63,8 @@ async def test_streamed_answer_matches_plain(make_provider) -> None:  # type: ig
 
 
 async def test_usage_is_what_the_provider_billed(
-    make_provider, simulator: SimulatorHandle, case: AdapterCase
-) -> None:  # type: ignore[no-untyped-def]
+    make_provider: ProviderFactory, simulator: SimulatorHandle, case: AdapterCase
+) -> None:
     """Reported usage equals what the simulator's ledger recorded for the key and model."""
     response = await make_provider(api_key="sk-usage").send(ask("count my tokens please"))
     entry = simulator.usage("sk-usage", case.model)
@@ -73,7 +73,7 @@ async def test_usage_is_what_the_provider_billed(
     assert entry["output_tokens"] == response.usage.output_tokens
 
 
-async def test_max_tokens_truncates_with_length(make_provider) -> None:  # type: ignore[no-untyped-def]
+async def test_max_tokens_truncates_with_length(make_provider: ProviderFactory) -> None:
     """max_tokens is sent in the provider's field and a cut answer says 'length'."""
     response = await make_provider().send(ask("one two three four five six seven", max_tokens=3))
     assert response.finish_reason == "length"
@@ -81,7 +81,7 @@ async def test_max_tokens_truncates_with_length(make_provider) -> None:  # type:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["send", "stream"])
-async def test_tool_call_round_trip(make_provider, stream: bool) -> None:  # type: ignore[no-untyped-def]
+async def test_tool_call_round_trip(make_provider: ProviderFactory, stream: bool) -> None:
     """The model calls a tool; the tool's result goes back and the model answers with it."""
     provider = make_provider()
     first = ask("Use get_weather for Paris", tools=[WEATHER], tool_choice="auto")
@@ -114,7 +114,7 @@ async def test_tool_call_round_trip(make_provider, stream: bool) -> None:  # typ
     )
 
 
-async def test_forced_tool_choice(make_provider, case: AdapterCase) -> None:  # type: ignore[no-untyped-def]
+async def test_forced_tool_choice(make_provider: ProviderFactory, case: AdapterCase) -> None:
     """A named tool_choice forces that tool; an adapter that cannot force says so before I/O."""
     request = ask("what now?", tools=[WEATHER], tool_choice="get_weather")
     provider = make_provider()
@@ -126,7 +126,7 @@ async def test_forced_tool_choice(make_provider, case: AdapterCase) -> None:  # 
     assert [c.name for c in response.tool_calls] == ["get_weather"]
 
 
-async def test_json_schema_output(make_provider) -> None:  # type: ignore[no-untyped-def]
+async def test_json_schema_output(make_provider: ProviderFactory) -> None:
     """A JSON-schema response_format yields a JSON document of that shape."""
     schema = {
         "type": "object",
@@ -145,11 +145,12 @@ async def test_json_schema_output(make_provider) -> None:  # type: ignore[no-unt
 
 
 async def test_json_object_output(
-    make_provider, simulator: SimulatorHandle, case: AdapterCase
-) -> None:  # type: ignore[no-untyped-def]
+    make_provider: ProviderFactory, simulator: SimulatorHandle, case: AdapterCase
+) -> None:
     """JSON-object mode yields a JSON object; an adapter without it refuses before any I/O."""
     request = ask("Describe a movie", response_format=ResponseFormat(type="json_object"))
     provider = make_provider(api_key="sk-json")
+    assert isinstance(provider, HttpProvider)  # the capability is declared on the class
     if not provider.SUPPORTS_JSON_OBJECT:
         with pytest.raises(errors.BadRequest, match="no JSON-object mode"):
             await provider.send(request)
@@ -163,10 +164,10 @@ async def test_json_object_output(
 
 
 async def test_rate_limit_headers_parsed(
-    make_provider, simulator: SimulatorHandle, case: AdapterCase
-) -> None:  # type: ignore[no-untyped-def]
+    make_provider: ProviderFactory, simulator: SimulatorHandle, case: AdapterCase
+) -> None:
     """Every response's rate-limit headers become RateLimitInfo; a breach raises RateLimited."""
-    simulator.set_limits(case.model, rpm=3, tpm=100_000)
+    simulator.set_limits(case.model, rpm=3, tpm=100_000, short_window_s=0)  # the minute only
     provider = make_provider()
     info = (await provider.send(ask("hi"))).rate_limits
     if case.provider in ("openai", "openai_compatible", "anthropic"):
@@ -205,9 +206,9 @@ FAULTS = [
     ids=[f"{f}-{'stream' if s else 'send'}" for f, s, _ in FAULTS],
 )
 async def test_fault_maps_to_error(
-    make_provider,
+    make_provider: ProviderFactory,
     simulator: SimulatorHandle,
-    case: AdapterCase,  # type: ignore[no-untyped-def]
+    case: AdapterCase,
     fault: str,
     stream: bool,
     expected: type[errors.ProviderError],
@@ -227,14 +228,16 @@ async def test_fault_maps_to_error(
     assert simulator.usage("sk-test", case.model)["refused"] == {f"fault:{fault}": 1}
 
 
-async def test_authentication_failure(make_provider) -> None:  # type: ignore[no-untyped-def]
+async def test_authentication_failure(make_provider: ProviderFactory) -> None:
     """An invalid key is the caller's fault: AuthenticationFailed, not retryable."""
     with pytest.raises(errors.AuthenticationFailed) as caught:
         await make_provider(api_key="invalid-key").send(ask("hi"))
     assert not caught.value.retryable and caught.value.status_code in (400, 401, 403)
 
 
-async def test_unknown_model(simulator: SimulatorHandle, http_client, case: AdapterCase) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_model(
+    simulator: SimulatorHandle, http_client: HttpClient, case: AdapterCase
+) -> None:
     """A model the server does not have raises NotFound naming it."""
     from llmrelay.providers import Deployment, default_registry
 
@@ -250,8 +253,8 @@ async def test_unknown_model(simulator: SimulatorHandle, http_client, case: Adap
 
 
 async def test_context_window_exceeded(
-    make_provider, simulator: SimulatorHandle, case: AdapterCase
-) -> None:  # type: ignore[no-untyped-def]
+    make_provider: ProviderFactory, simulator: SimulatorHandle, case: AdapterCase
+) -> None:
     """A prompt longer than the window raises ContextWindowExceeded with the figures."""
     simulator.set_model(case.model, context_window=50)
     with pytest.raises(errors.ContextWindowExceeded) as caught:
@@ -262,8 +265,8 @@ async def test_context_window_exceeded(
 
 
 async def test_discovered_window_is_the_servers(
-    make_provider, simulator: SimulatorHandle, case: AdapterCase
-) -> None:  # type: ignore[no-untyped-def]
+    make_provider: ProviderFactory, simulator: SimulatorHandle, case: AdapterCase
+) -> None:
     """Discovery reports the window the server is configured with, or None; it never raises."""
     simulator.set_model(case.model, context_window=12_345)
     window = await make_provider().discover_context_window()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
@@ -13,7 +14,12 @@ from llmrelay.integrations.langchain import ChatLLMRelay
 from llmrelay.simulator.server import SimulatorServer
 from llmrelay.testing import make_config
 
-SIM = {"base_url": "", "api_key": "sk-lc", "context_window": 16000, "max_output_tokens": 4096}
+SIM: dict[str, Any] = {
+    "base_url": "",
+    "api_key": "sk-lc",
+    "context_window": 16000,
+    "max_output_tokens": 4096,
+}
 
 
 @pytest.fixture(scope="module")

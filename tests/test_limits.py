@@ -17,11 +17,17 @@ from llmrelay.limits.memory import UNCONFIRMED_GRACE_S
 from llmrelay.limits.plan import TPM, Plan
 from llmrelay.limits.redis import RedisBackend
 from llmrelay.simulator.state import Limiter as ProviderBucket
+from llmrelay.simulator.state import Quota, Refusal
 from llmrelay.types import RateLimitInfo, Usage
 from services import redis_url, require_redis
 
 
 class FakeClock:
+    """Seconds that move only when a test moves them; both the monotonic and the wall clock.
+
+    As a wall clock it starts 1,000 s after midnight UTC on 1 January 1970.
+    """
+
     def __init__(self) -> None:
         self.now = 1_000.0
 
@@ -31,9 +37,10 @@ class FakeClock:
 
 def make_backend(kind: str, clock: FakeClock) -> MemoryBackend | RedisBackend:
     if kind == "memory":
-        return MemoryBackend(clock=clock)
+        return MemoryBackend(clock=clock, wall=clock)
     require_redis()
-    return RedisBackend(redis_url(), prefix=f"llmrelay-test:{uuid.uuid4().hex}:", clock=clock)
+    prefix = f"llmrelay-test:{uuid.uuid4().hex}:"
+    return RedisBackend(redis_url(), prefix=prefix, clock=clock, wall=clock)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -48,9 +55,10 @@ async def test_rpm_bucket_with_margin(limiter: tuple[Limiter, FakeClock]) -> Non
     """RPM 12 with margin 2 admits 10 at once, then one every 5 s."""
     lim, clock = limiter
     plan = Limits(rpm=12, short_window_s=0).plan()
-    for _ in range(10):
-        res = await lim.reserve("d", plan, cost(0, 0))
-        assert isinstance(res, Reservation)
+    for _ in range(9):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    res = await lim.reserve("d", plan, cost(0, 0))
+    assert isinstance(res, Reservation)
     await lim.reconcile(res, Usage())  # the provider answered: refill runs from now
     wait = await lim.reserve("d", plan, cost(0, 0))
     assert wait == pytest.approx(5.0)
@@ -78,7 +86,7 @@ async def test_no_refill_before_the_first_answer(limiter: tuple[Limiter, FakeClo
         res = await lim.reserve("d", plan, cost(0, 0))
         assert isinstance(res, Reservation)
     clock.now += UNCONFIRMED_GRACE_S
-    assert await lim.reserve("d", plan, cost(0, 0)) > 0
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.0)
     clock.now += 1.0
     assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
 
@@ -190,19 +198,23 @@ async def test_request_larger_than_a_limit_never_fits(limiter: tuple[Limiter, Fa
     """Needing more tokens than the per-minute limit is reported as an infinite wait."""
     lim, _ = limiter
     plan = Limits(tpm=1_000, token_margin=0, short_window_s=0).plan()
-    assert math.isinf(await lim.reserve("d", plan, cost(900, 200)))
+    wait = await lim.reserve("d", plan, cost(900, 200))
+    assert not isinstance(wait, Reservation) and math.isinf(wait)
     snapshot = await lim.snapshot("d", plan)
     assert snapshot.exceeded(cost(900, 200)) == "it needs 1100 tokens/min but the limit is 1000"
 
 
 async def test_requests_per_day_reset_at_midnight(limiter: tuple[Limiter, FakeClock]) -> None:
     """RPD is a daily counter: exhausted, the wait is the time left in the day."""
-    lim, _ = limiter
+    lim, clock = limiter
     plan = Limits(rpd=3, safety_margin=0, short_window_s=0).plan()
     for _ in range(3):
         assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
-    wait = await lim.reserve("d", plan, cost(0, 0))
-    assert 0 < wait <= 86_400
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(86_400 - 1_000)
+    clock.now += 86_400 - 1_000  # midnight UTC
+    for _ in range(3):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(86_400)
 
 
 async def test_deployments_are_independent(limiter: tuple[Limiter, FakeClock]) -> None:
@@ -212,7 +224,7 @@ async def test_deployments_are_independent(limiter: tuple[Limiter, FakeClock]) -
     for key in ("a", "b"):
         for _ in range(3):
             assert isinstance(await lim.reserve(key, plan, cost(0, 0)), Reservation)
-    assert await lim.reserve("a", plan, cost(0, 0)) > 0
+    assert await lim.reserve("a", plan, cost(0, 0)) == pytest.approx(20.0)
 
 
 # -- the short window -------------------------------------------------------------------
@@ -237,7 +249,7 @@ async def test_short_window_admits_a_seconds_share_and_slides(
     clock.now += 0.5
     for _ in range(10):
         assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
-    assert await lim.reserve("d", plan, cost(0, 0)) > 0
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.0)
 
 
 async def test_window_pad_holds_entries_longer(limiter: tuple[Limiter, FakeClock]) -> None:
@@ -319,7 +331,7 @@ async def test_tighten_learns_a_stricter_window(limiter: tuple[Limiter, FakeCloc
 
 steps = st.lists(
     st.tuples(
-        st.floats(min_value=0, max_value=5),  # seconds until the next request
+        st.floats(min_value=0, max_value=3),  # seconds until the next request
         st.integers(min_value=1, max_value=400),  # its input tokens
         st.integers(min_value=1, max_value=400),  # its max_tokens
         st.integers(min_value=0, max_value=400),  # output it really produced
@@ -341,37 +353,69 @@ def run(kind: str, scenario: Callable[[Limiter, FakeClock], Awaitable[Any]]) -> 
     return asyncio.run(main())
 
 
+Admitted = list[tuple[float, float, float]]
+"""Admissions in order: (time, requests, tokens really used)."""
+
+
+def assert_minute_holds(admitted: Admitted, rpm: int, tpm: int) -> None:
+    """From any admission on, what follows fits one minute's allowance plus the refill since."""
+    for dim, limit in ((1, rpm), (2, tpm)):
+        rate = limit / 60
+        for i, first in enumerate(admitted):
+            total = 0.0
+            for later in admitted[i:]:
+                total += later[dim]
+                assert total <= limit + rate * (later[0] - first[0]) + 1e-6
+
+
+def assert_short_window_holds(admitted: Admitted, rpm: int, tpm: int) -> None:
+    """Any 1-s interval holding two admissions or more holds at most limit/60 units of each
+    dimension; a request larger than that is admitted only alone."""
+    for dim, limit in ((1, rpm), (2, tpm)):
+        capacity = limit / 60
+        for i, first in enumerate(admitted):
+            total = first[dim]
+            for later in admitted[i + 1 :]:
+                if later[0] - first[0] >= 1.0 - 1e-9:
+                    break
+                total += later[dim]
+                assert total <= capacity + 1e-6, (first, later, total)
+
+
+@pytest.mark.parametrize("window", [0.0, 1.0])
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=steps)
-def test_never_admits_what_the_provider_would_refuse(kind: str, steps: list[Any]) -> None:
-    """Every admission fits the provider's own bucket; any window holds ≤ cap + rate·length."""
-    tpm, rpm = 2_000, 30
-    plan = Limits(rpm=rpm, tpm=tpm, safety_margin=0, token_margin=0, short_window_s=0).plan()
-    provider = ProviderBucket()
-    admitted: list[tuple[float, float]] = []
+def test_never_admits_what_the_provider_would_refuse(
+    kind: str, window: float, steps: list[Any]
+) -> None:
+    """Every admission fits the simulator's own limits; every minute and every 1-s window
+    holds no more than the limits allow."""
+    rpm, tpm = 120, 20_000
+    limits = Limits(rpm=rpm, tpm=tpm, safety_margin=0, token_margin=0, window_pad=0.0,
+                    short_window_s=window)  # fmt: skip
+    plan = limits.plan()
+    quota = Quota(rpm=rpm, tpm=tpm, window_s=window)
+    admitted: Admitted = []
 
     async def scenario(lim: Limiter, clock: FakeClock) -> None:
-        provider._clock = clock
+        provider = ProviderBucket(clock=clock, wall=clock)
         for delay, prompt, max_tokens, output in steps:
             clock.now += delay
             res = await lim.reserve("d", plan, cost(prompt, max_tokens))
             if not isinstance(res, Reservation):
                 continue
-            refusal = provider.admit("k", "m", rpm, tpm, prompt + max_tokens)
-            assert refusal is None, f"the provider would refuse: {refusal}"
+            admission = provider.admit("k", "m", quota, prompt, max_tokens)
+            assert not isinstance(admission, Refusal), f"the provider would refuse: {admission}"
             used = min(output, max_tokens)
-            provider.give_back("k", "m", tpm, max_tokens - used)
+            provider.give_back(admission, 0, max_tokens - used)
             await lim.reconcile(res, Usage(input_tokens=prompt, output_tokens=used))
-            admitted.append((clock.now, prompt + used))
+            admitted.append((clock.now, 1.0, float(prompt + used)))
 
     run(kind, scenario)
-    rate = tpm / 60
-    for i, (start, _) in enumerate(admitted):
-        total = 0.0
-        for end, tokens in admitted[i:]:
-            total += tokens
-            assert total <= tpm + rate * (end - start) + 1e-6
+    assert_minute_holds(admitted, rpm, tpm)
+    if window:
+        assert_short_window_holds(admitted, rpm, tpm)
 
 
 operations = st.lists(
@@ -391,7 +435,9 @@ operations = st.lists(
 @given(ops=operations)
 def test_reserve_reconcile_release_never_leak(kind: str, ops: list[Any]) -> None:
     """After every reservation is settled, exactly the real usage is gone — no more, no less."""
-    plan = Limits(rpm=1_000, tpm=1_000_000, safety_margin=0, token_margin=0, short_window_s=0).plan()
+    plan = Limits(
+        rpm=1_000, tpm=1_000_000, safety_margin=0, token_margin=0, short_window_s=0
+    ).plan()
 
     async def scenario(lim: Limiter, clock: FakeClock) -> tuple[float, float, float, float]:
         spent_tokens = spent_requests = 0.0

@@ -18,7 +18,8 @@ import pytest
 
 from llmrelay.errors import ProviderUnavailable, RateLimited, WaitTooLong
 from llmrelay.events import Event, EventBus, EventKind
-from llmrelay.limits import Limiter, Limits
+from llmrelay.limits import Limiter, Limits, MemoryBackend
+from llmrelay.limits.memory import Clock
 from llmrelay.limits.plan import RPM, TPM
 from llmrelay.limits.redis import RedisBackend
 from llmrelay.providers import Deployment, HttpClient, Provider, default_registry
@@ -54,10 +55,22 @@ def make_provider(sim: SimulatorHandle, client: HttpClient, key: str = "sk-sched
     return default_registry().create(deployment, client)
 
 
+def still() -> float:
+    """A clock that never moves: the buckets never refill, so their levels are exact."""
+    return 1_000.0
+
+
 def scheduled(
-    provider: Provider, limits: Limits, events: EventBus | None = None, **policy: float
+    provider: Provider,
+    limits: Limits,
+    events: EventBus | None = None,
+    *,
+    clock: Clock = still,
+    **policy: float,
 ) -> ScheduledProvider:
-    scheduler = Scheduler(Limiter(), SchedulerPolicy(**policy), events=events)
+    """``provider`` scheduled on its own limiter; on the still clock unless ``clock`` is given."""
+    limiter = Limiter(MemoryBackend(clock=clock))
+    scheduler = Scheduler(limiter, SchedulerPolicy(**policy), events=events)
     return ScheduledProvider(provider, limits, scheduler=scheduler)
 
 
@@ -110,7 +123,8 @@ async def test_burst_paced_to_the_short_window_gets_no_429(
 ) -> None:
     """A burst far above one second's share is paced to the 1-s window: zero 429s, all served."""
     simulator.set_limits("sim-openai", rpm=rpm, tpm=tpm)
-    provider = scheduled(make_provider(simulator, client), Limits(rpm=rpm, tpm=tpm))
+    limits = Limits(rpm=rpm, tpm=tpm)
+    provider = scheduled(make_provider(simulator, client), limits, clock=time.monotonic)
     burst = 120
     results = await asyncio.gather(*(provider.send(PROMPT) for _ in range(burst)))
     assert len(results) == burst
@@ -132,7 +146,8 @@ async def test_stream_is_scheduled_and_reconciled(
     usage = simulator.usage("sk-sched", "sim-openai")
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
     used = usage["input_tokens"] + usage["output_tokens"]
-    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM] - used, abs=5)
+    assert snapshot.levels[TPM] == provider.plan.caps[TPM] - used
+    await provider.scheduler.aclose()
 
 
 async def test_errors_release_the_tokens_and_are_not_retried(
@@ -145,14 +160,15 @@ async def test_errors_release_the_tokens_and_are_not_retried(
         await provider.send(PROMPT)
     assert simulator.usage("sk-sched", "sim-openai")["refused"] == {"fault:500": 1}
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
-    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM], abs=1)
-    assert snapshot.levels[RPM] == pytest.approx(100 - 2 - 1, abs=0.1)
+    assert snapshot.levels[TPM] == provider.plan.caps[TPM]
+    assert snapshot.levels[RPM] == 100 - 2 - 1  # the margin, and the request it received
+    await provider.scheduler.aclose()
 
 
 async def test_a_call_cancelled_after_sending_keeps_its_reservation() -> None:
     """The provider may be generating: a call cancelled in flight stays charged at its estimate."""
     gated = GatedProvider()
-    provider = scheduled(gated, Limits(rpm=600, tpm=10_000, short_window_s=0))  # type: ignore[arg-type]
+    provider = scheduled(gated, Limits(rpm=600, tpm=10_000, short_window_s=0))
     _, amounts = provider.estimate(PROMPT)
     call = asyncio.create_task(provider.send(PROMPT))
     await gated.entered.wait()
@@ -160,17 +176,19 @@ async def test_a_call_cancelled_after_sending_keeps_its_reservation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await call
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
-    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM] - amounts[TPM])
+    assert snapshot.levels[TPM] == provider.plan.caps[TPM] - amounts[TPM]
+    await provider.scheduler.aclose()
 
 
 async def test_a_queued_caller_cancelled_frees_its_place() -> None:
     """A caller cancelled while it waits leaves the queue and takes nothing."""
     gated = GatedProvider()
-    provider = scheduled(gated, Limits(rpm=60, short_window_s=0, min_spacing=True))  # type: ignore[arg-type]
+    provider = scheduled(gated, Limits(rpm=60, short_window_s=0, min_spacing=True))
     first = asyncio.create_task(provider.send(PROMPT))
     await gated.entered.wait()
     queued = asyncio.create_task(provider.send(PROMPT))
-    while provider.scheduler.queued(provider.key) == 0:
+    # The scheduler offers no event for its queue length; sleep(0) yields one loop turn.
+    while provider.scheduler.queued(provider.key) == 0:  # noqa: ASYNC110 - a state wait
         await asyncio.sleep(0)
     queued.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -179,7 +197,7 @@ async def test_a_queued_caller_cancelled_frees_its_place() -> None:
     gated.gate.set()
     assert (await first).content == "ok"
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
-    assert snapshot.levels[RPM] == pytest.approx(0.0, abs=0.1)  # the one sent, nothing else
+    assert snapshot.levels[RPM] == 0.0  # the one sent, nothing else
     await provider.scheduler.aclose()
 
 
@@ -203,6 +221,7 @@ async def test_lower_limit_in_headers_slows_down_at_once(
     # 10 per minute, 9 left after the first, 2 kept as margin: 7 now, the rest 6 s apart.
     assert (len(served), len(too_long)) == (7, 3)
     assert simulator.usage("sk-sched", "sim-openai")["refused"] == {}
+    await provider.scheduler.aclose()
 
 
 async def test_an_upstream_429_blocks_for_retry_after_and_teaches_a_stricter_window(
@@ -217,18 +236,18 @@ async def test_an_upstream_429_blocks_for_retry_after_and_teaches_a_stricter_win
         await other.send(PROMPT)
     learned: list[Event] = []
     events = EventBus([learned.append])
-    provider = scheduled(
-        make_provider(simulator, client), Limits(short_window_s=0), events=events
-    )
+    provider = scheduled(make_provider(simulator, client), Limits(short_window_s=0), events=events)
     with pytest.raises(RateLimited) as caught:
         await provider.send(PROMPT)
-    assert caught.value.retry_after is not None and caught.value.retry_after > 0
+    retry_after = caught.value.retry_after
+    assert retry_after is not None and retry_after > 0
     assert simulator.usage("sk-sched", "sim-openai")["refused"] == {"429": 1}
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
-    assert snapshot.blocked_for > 0
+    assert snapshot.blocked_for == pytest.approx(retry_after)  # the still clock: all of it
     assert snapshot.window == pytest.approx(1.0 * (1 + provider.plan.pad))
     assert [e.kind for e in learned] == [EventKind.LIMIT_LEARNED]
     assert "1-second window" in learned[0].message
+    await provider.scheduler.aclose()
 
 
 async def test_a_retry_after_past_the_bound_raises_without_sending(
@@ -238,12 +257,16 @@ async def test_a_retry_after_past_the_bound_raises_without_sending(
     simulator.set_limits("sim-openai", rpm=1)
     await make_provider(simulator, client).send(PROMPT)
     provider = scheduled(make_provider(simulator, client), Limits(), max_wait_before_fallback=5.0)
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimited) as limited:
         await provider.send(PROMPT)
     with pytest.raises(WaitTooLong) as caught:
         await provider.send(PROMPT)
-    assert caught.value.projected_wait > 5.0
+    assert limited.value.retry_after is not None and limited.value.retry_after > 5.0
+    # Beyond the block: the headers report 0 of 1 RPM left, 2 are kept as margin, so three
+    # requests must refill at one a minute.
+    assert caught.value.projected_wait == pytest.approx(180.0)
     assert simulator.usage("sk-sched", "sim-openai")["refused"] == {"429": 1}
+    await provider.scheduler.aclose()
 
 
 async def test_three_processes_share_one_limit_through_redis(
@@ -276,9 +299,11 @@ async def test_redis_outage_falls_back_to_local_state_and_recovers(
 ) -> None:
     """Redis down: decisions go on locally, logged once and counted; Redis back: used again."""
     server = _PrivateRedis(tmp_path)
-    backend = RedisBackend(server.url, prefix="t:", retry_interval=0.0, timeout=0.2)
+    backend = RedisBackend(
+        server.url, prefix="t:", retry_interval=0.0, timeout=0.2, clock=still, wall=still
+    )
     limiter = Limiter(backend)
-    plan = Limits(rpm=100).plan()
+    plan = Limits(rpm=100, short_window_s=0).plan()
     try:
         server.start()
         assert not isinstance(await limiter.reserve("d", plan, (1, 0, 0, 0, 1)), float)
@@ -295,7 +320,8 @@ async def test_redis_outage_falls_back_to_local_state_and_recovers(
         assert backend.metrics.redis_available
         assert backend.metrics.outages == 1
         snapshot = await limiter.snapshot("d", plan)
-        assert snapshot.caps[RPM] == 98  # read from the restarted Redis (which kept nothing)
+        assert snapshot.caps[RPM] == 98
+        assert snapshot.levels[RPM] == 97  # read from the restarted Redis (which kept nothing)
     finally:
         server.stop()
         await backend.aclose()
@@ -317,29 +343,26 @@ class _PrivateRedis:
             self.port = sock.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tmp_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        """Start the server and return once it says it accepts connections."""
+        proc = self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 5
-        import socket
-
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends when the server exits
+            if "Ready to accept connections" in line:
                 return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+        raise RuntimeError(f"redis-server exited with {proc.wait()} before it was ready")
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(5)
+            self.proc.communicate()
             self.proc = None
 
 
@@ -365,4 +388,5 @@ async def test_abandoned_stream_keeps_its_reservation(
             break
     await events.aclose()  # type: ignore[attr-defined]
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
-    assert snapshot.levels[TPM] == pytest.approx(provider.plan.caps[TPM] - amounts[TPM], abs=50)
+    assert snapshot.levels[TPM] == provider.plan.caps[TPM] - amounts[TPM]
+    await provider.scheduler.aclose()

@@ -1,11 +1,14 @@
-"""The scheduler: order, priorities, the 90-second rule, cancellation, backoff."""
+"""The scheduler: order, priorities, the 90-second rule, cancellation, backoff.
+
+Every test runs on looptime's fake event-loop clock, and the limiter reads the same clock, so
+waits take no real time and admissions happen at exact loop instants.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import math
-import time
 
 import pytest
 
@@ -14,39 +17,63 @@ from llmrelay.limits import Amounts, Limiter, Limits, MemoryBackend, Plan, Reser
 from llmrelay.limits.plan import TPM
 from llmrelay.scheduling import Scheduler, SchedulerPolicy
 
+pytestmark = pytest.mark.looptime
+
 REQUEST = cost(0, 0)
+
+WAKE_SLACK = 0.001
+"""The scheduler sleeps a hair past a slot (timers may fire early); admissions land within
+this of the slot."""
+
+
+def now() -> float:
+    """The event loop's (fake) clock: what the scheduler and the limiter both read."""
+    return asyncio.get_running_loop().time()
+
+
+def loop_limiter(backend: MemoryBackend | None = None) -> Limiter:
+    """A limiter on the event loop's clock, so limiter and scheduler share the fake time."""
+    return Limiter(backend or MemoryBackend(clock=now))
+
+
+async def queued(scheduler: Scheduler, n: int, key: str = "d") -> None:
+    """Return once ``n`` callers wait on ``key`` (yields to the loop, never sleeps)."""
+    # The scheduler offers no event for its queue length; sleep(0) yields one loop turn.
+    while scheduler.queued(key) < n:  # noqa: ASYNC110 - a state wait, not a timed sleep
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
 async def scheduler() -> Scheduler:
-    return Scheduler(Limiter(), SchedulerPolicy(max_wait_before_fallback=5.0))
+    return Scheduler(loop_limiter(), SchedulerPolicy(max_wait_before_fallback=5.0))
 
 
 async def test_waiters_are_admitted_in_order_at_their_slot(scheduler: Scheduler) -> None:
     """At 1200 RPM with no burst, five callers are admitted 50 ms apart, in arrival order."""
     plan = Limits(rpm=1200, min_spacing=True).plan()
+    await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
     admitted: list[tuple[int, float]] = []
-    started = time.monotonic()
 
     async def call(n: int) -> None:
         await scheduler.acquire("d", plan, REQUEST)
-        admitted.append((n, time.monotonic() - started))
+        admitted.append((n, now()))
 
     tasks = []
     for n in range(5):
         tasks.append(asyncio.create_task(call(n)))
-        await asyncio.sleep(0)
+        await queued(scheduler, n + 1)
     await asyncio.gather(*tasks)
     assert [n for n, _ in admitted] == [0, 1, 2, 3, 4]
+    assert admitted[0][1] == pytest.approx(0.05, abs=WAKE_SLACK)
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(admitted)]
-    assert all(gap >= 0.045 for gap in gaps), gaps
+    assert gaps == pytest.approx([0.05] * 4, abs=WAKE_SLACK)
     await scheduler.aclose()
 
 
 async def test_higher_priority_goes_first(scheduler: Scheduler) -> None:
     """Among queued callers, a higher priority is admitted before earlier arrivals."""
     plan = Limits(rpm=600, min_spacing=True).plan()
-    await scheduler.acquire("d", plan, REQUEST)  # the bucket is now empty for 100 ms
+    await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
     order: list[str] = []
 
     async def call(name: str, priority: int) -> None:
@@ -54,30 +81,36 @@ async def test_higher_priority_goes_first(scheduler: Scheduler) -> None:
         order.append(name)
 
     low = [asyncio.create_task(call(f"low{n}", 0)) for n in range(2)]
-    await asyncio.sleep(0.01)
+    await queued(scheduler, 2)
     high = asyncio.create_task(call("high", 5))
+    await queued(scheduler, 3)
     await asyncio.gather(*low, high)
-    assert order[0] == "high"
+    assert order == ["high", "low0", "low1"]
     await scheduler.aclose()
+
+
+async def _exhaust_sixty_rpm(scheduler: Scheduler, plan: Plan) -> None:
+    """Take all 60 requests of a 60-RPM bucket at once; an answer confirms it refills now."""
+    for _ in range(60):
+        last = await scheduler.acquire("d", plan, REQUEST)
+    await scheduler.release(last, sent=True)
 
 
 async def test_projected_wait_beyond_the_bound_raises_at_once(scheduler: Scheduler) -> None:
     """The 90-second rule (here 5 s): a wait projected past the bound fails immediately."""
     plan = Limits(rpm=60, safety_margin=0, short_window_s=0).plan()
-    for _ in range(60):
-        last = await scheduler.acquire("d", plan, REQUEST)
-    await scheduler.release(last, sent=True)  # an answer: the bucket refills from now
-    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(4)]
-    await asyncio.sleep(0.01)
-    started = time.monotonic()
-    with pytest.raises(WaitTooLong) as caught:  # two more requests: about 6 s away
+    await _exhaust_sixty_rpm(scheduler, plan)
+    waiting = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(4)]
+    await queued(scheduler, 4)
+    started = now()
+    with pytest.raises(WaitTooLong) as caught:  # two more behind four, at 1/s: 6 s away
         await scheduler.acquire("d", plan, cost(0, 0, requests=2))
-    assert time.monotonic() - started < 0.1
-    assert caught.value.projected_wait > 5.0
+    assert now() == started
+    assert caught.value.projected_wait == pytest.approx(6.0)
     assert caught.value.max_wait == 5.0
-    for task in queued:
+    for task in waiting:
         task.cancel()
-    await asyncio.gather(*queued, return_exceptions=True)
+    await asyncio.gather(*waiting, return_exceptions=True)
     await scheduler.aclose()
 
 
@@ -86,19 +119,17 @@ async def test_a_higher_priority_projects_only_what_goes_before_it(
 ) -> None:
     """Behind a long low-priority queue, an urgent caller still fits within its bound."""
     plan = Limits(rpm=60, safety_margin=0, short_window_s=0).plan()
-    for _ in range(60):
-        last = await scheduler.acquire("d", plan, REQUEST)
-    await scheduler.release(last, sent=True)  # an answer: the bucket refills from now
-    queued = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(4)]
-    await asyncio.sleep(0.01)
-    assert scheduler.queued("d") == 4
-    with pytest.raises(WaitTooLong):  # two more requests: about 6 s away, past the 5 s bound
+    await _exhaust_sixty_rpm(scheduler, plan)
+    waiting = [asyncio.create_task(scheduler.acquire("d", plan, REQUEST)) for _ in range(4)]
+    await queued(scheduler, 4)
+    with pytest.raises(WaitTooLong):  # two more requests: 6 s away, past the 5 s bound
         await scheduler.acquire("d", plan, cost(0, 0, requests=2))
-    urgent = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, priority=1))
-    assert isinstance(await asyncio.wait_for(urgent, timeout=3), Reservation)
-    for task in queued:
+    assert isinstance(await scheduler.acquire("d", plan, REQUEST, priority=1), Reservation)
+    assert now() == pytest.approx(1.0, abs=WAKE_SLACK)  # the first request refilled
+    assert scheduler.queued("d") == 4
+    for task in waiting:
         task.cancel()
-    await asyncio.gather(*queued, return_exceptions=True)
+    await asyncio.gather(*waiting, return_exceptions=True)
     assert scheduler.queued("d") == 0
     await scheduler.aclose()
 
@@ -106,21 +137,28 @@ async def test_a_higher_priority_projects_only_what_goes_before_it(
 async def test_without_fallback_the_longer_bound_applies() -> None:
     """can_fall_back=False waits up to max_wait_seconds instead of raising at 90 s."""
     policy = SchedulerPolicy(max_wait_before_fallback=0.01, max_wait_seconds=1.0)
-    scheduler = Scheduler(Limiter(), policy)
+    scheduler = Scheduler(loop_limiter(), policy)
     plan = Limits(rpm=600, min_spacing=True).plan()
     await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
     with pytest.raises(WaitTooLong):
         await scheduler.acquire("d", plan, REQUEST)
+    assert now() == 0.0
     assert isinstance(await scheduler.acquire("d", plan, REQUEST, can_fall_back=False), Reservation)
+    assert now() == pytest.approx(0.1, abs=WAKE_SLACK)
     await scheduler.aclose()
 
 
 async def test_deadline_bounds_the_wait(scheduler: Scheduler) -> None:
-    """A caller's deadline is a tighter bound than the policy's."""
+    """A caller's deadline (a loop-clock instant) is a tighter bound than the policy's."""
     plan = Limits(rpm=600, min_spacing=True).plan()
-    await scheduler.acquire("d", plan, REQUEST)
-    with pytest.raises(WaitTooLong):
-        await scheduler.acquire("d", plan, REQUEST, deadline=time.monotonic() + 0.01)
+    await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
+    with pytest.raises(WaitTooLong) as caught:
+        await scheduler.acquire("d", plan, REQUEST, deadline=now() + 0.01)
+    assert caught.value.max_wait == pytest.approx(0.01)
+    assert now() == 0.0
+    assert isinstance(await scheduler.acquire("d", plan, REQUEST, deadline=now() + 1), Reservation)
+    assert now() == pytest.approx(0.1, abs=WAKE_SLACK)
+    await scheduler.aclose()
 
 
 async def test_request_that_can_never_fit_raises(scheduler: Scheduler) -> None:
@@ -129,6 +167,7 @@ async def test_request_that_can_never_fit_raises(scheduler: Scheduler) -> None:
     with pytest.raises(WaitTooLong, match="needs 1500 tokens/min but the limit is 1000") as caught:
         await scheduler.acquire("d", plan, cost(1_000, 500))
     assert math.isinf(caught.value.projected_wait)
+    await scheduler.aclose()
 
 
 async def test_cancelled_waiter_leaves_the_queue_and_frees_nothing_twice(
@@ -138,16 +177,17 @@ async def test_cancelled_waiter_leaves_the_queue_and_frees_nothing_twice(
     plan = Limits(rpm=600, tpm=10_000, token_margin=0, min_spacing=True).plan()
     first = await scheduler.acquire("d", plan, cost(100, 100))
     waiting = asyncio.create_task(scheduler.acquire("d", plan, cost(100, 100)))
-    await asyncio.sleep(0.01)
-    assert scheduler.queued("d") == 1
+    await queued(scheduler, 1)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert scheduler.queued("d") == 0
+    before = await scheduler.limiter.snapshot("d", plan)
+    assert before.levels[TPM] == 9_800  # only the first caller's tokens are out
     await scheduler.release(first, sent=False)
-    await asyncio.sleep(0.15)
-    snapshot = await scheduler.limiter.snapshot("d", plan)
-    assert snapshot.levels[TPM] == pytest.approx(10_000)
+    after = await scheduler.limiter.snapshot("d", plan)
+    assert after.levels[TPM] == 10_000
+    assert now() == 0.0  # no refill hides a double count
     await scheduler.aclose()
 
 
@@ -155,13 +195,26 @@ async def test_block_fails_queued_callers_whose_bound_it_breaks(scheduler: Sched
     """A Retry-After longer than the bound fails everyone queued at once."""
     plan = Limits(rpm=600, min_spacing=True).plan()
     await scheduler.acquire("d", plan, REQUEST)
-    queued = asyncio.create_task(scheduler.acquire("d", plan, REQUEST))
-    await asyncio.sleep(0.01)
-    started = time.monotonic()
+    waiting = asyncio.create_task(scheduler.acquire("d", plan, REQUEST))
+    await queued(scheduler, 1)
+    started = now()
     await scheduler.penalize("d", plan, 30.0)
     with pytest.raises(WaitTooLong):
-        await queued
-    assert time.monotonic() - started < 0.1
+        await waiting
+    assert now() == started
+    await scheduler.aclose()
+
+
+async def test_block_within_the_bound_delays_the_queue(scheduler: Scheduler) -> None:
+    """A Retry-After shorter than the bound holds the queue until it has passed."""
+    plan = Limits(rpm=600, min_spacing=True).plan()
+    await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
+    waiting = asyncio.create_task(scheduler.acquire("d", plan, REQUEST))
+    await queued(scheduler, 1)
+    await scheduler.penalize("d", plan, 3.0)
+    assert isinstance(await waiting, Reservation)
+    assert now() == pytest.approx(3.0, abs=WAKE_SLACK)
+    await scheduler.aclose()
 
 
 def test_policy_rejects_nonsense() -> None:
@@ -176,7 +229,7 @@ class GatedBackend(MemoryBackend):
     """Holds its ``gate_at``-th reserve call until the test opens the gate."""
 
     def __init__(self, gate_at: int) -> None:
-        super().__init__()
+        super().__init__(clock=now)
         self.calls, self.gate_at = 0, gate_at
         self.reached, self.gate = asyncio.Event(), asyncio.Event()
 
@@ -196,12 +249,13 @@ async def test_an_earlier_ticket_arriving_mid_admission_is_not_lost() -> None:
     plan = Limits(rpm=600, min_spacing=True).plan()
     await scheduler.release(await scheduler.acquire("d", plan, REQUEST), sent=True)
     late = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, ticket=1_000))
-    await asyncio.wait_for(backend.reached.wait(), timeout=2)
+    await backend.reached.wait()
     early = asyncio.create_task(scheduler.acquire("d", plan, REQUEST, ticket=0))
-    await asyncio.sleep(0.01)
+    await queued(scheduler, 2)
     backend.gate.set()
-    done = await asyncio.wait_for(asyncio.gather(late, early), timeout=2)
+    done = await asyncio.gather(late, early)
     assert all(isinstance(r, Reservation) for r in done)
+    assert scheduler.queued("d") == 0
     await scheduler.aclose()
 
 
@@ -210,7 +264,7 @@ async def test_closing_fails_the_waiters_with_a_clear_error(scheduler: Scheduler
     plan = Limits(rpm=60, min_spacing=True).plan()
     await scheduler.acquire("d", plan, REQUEST)
     waiting = asyncio.create_task(scheduler.acquire("d", plan, REQUEST))
-    await asyncio.sleep(0.01)
+    await queued(scheduler, 1)
     await scheduler.aclose()
     with pytest.raises(LLMRelayError, match="closed during the wait"):
         await waiting

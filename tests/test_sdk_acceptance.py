@@ -6,19 +6,22 @@ import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types import MessageParam, ToolParam
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from llmrelay.testing import SimulatorHandle
 
-HELLO = [{"role": "user", "content": "Hello SDK"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello SDK"}]
+HELLO_ANTHROPIC: list[MessageParam] = [{"role": "user", "content": "Hello SDK"}]
 
 
 def test_openai_sync(simulator: SimulatorHandle) -> None:
     """openai: a chat completion with content and usage."""
     client = openai.OpenAI(base_url=simulator.openai_base_url, api_key="sk-sdk")
-    response = client.chat.completions.create(model="sim-openai", messages=HELLO)  # type: ignore[arg-type]
+    response = client.chat.completions.create(model="sim-openai", messages=HELLO)
     assert response.choices[0].message.content == "Echo: Hello SDK"
     assert response.usage is not None and response.usage.completion_tokens == 4
 
@@ -29,7 +32,7 @@ async def test_openai_async_stream_with_usage(simulator: SimulatorHandle) -> Non
     stream = await client.chat.completions.create(
         model="sim-openai",
         messages=HELLO,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
@@ -43,7 +46,7 @@ async def test_openai_async_stream_with_usage(simulator: SimulatorHandle) -> Non
 def test_openai_tool_call(simulator: SimulatorHandle) -> None:
     """openai: a tool call comes back in the SDK's own types."""
     client = openai.OpenAI(base_url=simulator.openai_base_url, api_key="sk-sdk")
-    tools = [
+    tools: list[ChatCompletionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -55,19 +58,20 @@ def test_openai_tool_call(simulator: SimulatorHandle) -> None:
     response = client.chat.completions.create(
         model="sim-openai",
         messages=[{"role": "user", "content": "please lookup x"}],
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
     )
-    call = response.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assert call.function.name == "lookup" and response.choices[0].finish_reason == "tool_calls"  # type: ignore[union-attr]
+    calls = response.choices[0].message.tool_calls
+    assert calls is not None and calls[0].type == "function"
+    assert calls[0].function.name == "lookup" and response.choices[0].finish_reason == "tool_calls"
 
 
 def test_openai_rate_limit_error_carries_retry_after(simulator: SimulatorHandle) -> None:
     """openai: a limit breach raises RateLimitError with the retry-after the SDK reads."""
     simulator.set_limits("sim-openai", rpm=1)
     client = openai.OpenAI(base_url=simulator.openai_base_url, api_key="sk-sdk", max_retries=0)
-    client.chat.completions.create(model="sim-openai", messages=HELLO)  # type: ignore[arg-type]
+    client.chat.completions.create(model="sim-openai", messages=HELLO)
     with pytest.raises(openai.RateLimitError) as caught:
-        client.chat.completions.create(model="sim-openai", messages=HELLO)  # type: ignore[arg-type]
+        client.chat.completions.create(model="sim-openai", messages=HELLO)
     headers = caught.value.response.headers
     assert float(headers["retry-after"]) > 0 and float(headers["retry-after-ms"]) > 0
     assert headers["x-ratelimit-limit-requests"] == "1"
@@ -82,16 +86,21 @@ def test_openai_authentication_error(simulator: SimulatorHandle) -> None:
     """openai: an invalid key raises AuthenticationError."""
     client = openai.OpenAI(base_url=simulator.openai_base_url, api_key="invalid-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
-        client.chat.completions.create(model="sim-openai", messages=HELLO)  # type: ignore[arg-type]
+        client.chat.completions.create(model="sim-openai", messages=HELLO)
 
 
 def test_anthropic_messages_and_stream(simulator: SimulatorHandle) -> None:
     """anthropic: messages.create and messages.stream with usage."""
     client = anthropic.Anthropic(base_url=simulator.url, api_key="sk-ant")
-    message = client.messages.create(model="sim-anthropic", max_tokens=100, messages=HELLO)  # type: ignore[arg-type]
-    assert message.content[0].text == "Echo: Hello SDK"  # type: ignore[union-attr]
+    message = client.messages.create(
+        model="sim-anthropic", max_tokens=100, messages=HELLO_ANTHROPIC
+    )
+    block = message.content[0]
+    assert block.type == "text" and block.text == "Echo: Hello SDK"
     assert message.stop_reason == "end_turn" and message.usage.output_tokens == 4
-    with client.messages.stream(model="sim-anthropic", max_tokens=100, messages=HELLO) as stream:  # type: ignore[arg-type]
+    with client.messages.stream(
+        model="sim-anthropic", max_tokens=100, messages=HELLO_ANTHROPIC
+    ) as stream:
         assert "".join(stream.text_stream) == "Echo: Hello SDK"
         final = stream.get_final_message()
     assert final.usage.output_tokens == 4 and final.stop_reason == "end_turn"
@@ -100,7 +109,7 @@ def test_anthropic_messages_and_stream(simulator: SimulatorHandle) -> None:
 def test_anthropic_tool_use_stream(simulator: SimulatorHandle) -> None:
     """anthropic: a streamed tool_use block accumulates into the tool's input."""
     client = anthropic.Anthropic(base_url=simulator.url, api_key="sk-ant")
-    tools = [
+    tools: list[ToolParam] = [
         {
             "name": "lookup",
             "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
@@ -109,12 +118,12 @@ def test_anthropic_tool_use_stream(simulator: SimulatorHandle) -> None:
     with client.messages.stream(
         model="sim-anthropic",
         max_tokens=100,
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
         messages=[{"role": "user", "content": "lookup it"}],
     ) as stream:
         final = stream.get_final_message()
     block = final.content[0]
-    assert block.type == "tool_use" and block.input == {"q": "example q"}  # type: ignore[union-attr]
+    assert block.type == "tool_use" and block.input == {"q": "example q"}
     assert final.stop_reason == "tool_use"
 
 
@@ -122,14 +131,14 @@ def test_anthropic_rate_limit_and_overloaded(simulator: SimulatorHandle) -> None
     """anthropic: RateLimitError on a breach, OverloadedError on 529."""
     client = anthropic.Anthropic(base_url=simulator.url, api_key="sk-ant", max_retries=0)
     simulator.set_limits("sim-anthropic", rpm=1)
-    client.messages.create(model="sim-anthropic", max_tokens=10, messages=HELLO)  # type: ignore[arg-type]
+    client.messages.create(model="sim-anthropic", max_tokens=10, messages=HELLO_ANTHROPIC)
     with pytest.raises(anthropic.RateLimitError) as limited:
-        client.messages.create(model="sim-anthropic", max_tokens=10, messages=HELLO)  # type: ignore[arg-type]
+        client.messages.create(model="sim-anthropic", max_tokens=10, messages=HELLO_ANTHROPIC)
     assert int(limited.value.response.headers["retry-after"]) >= 1
     simulator.reset()
     simulator.set_faults("sim-anthropic", {"overloaded": 1.0})
     with pytest.raises(anthropic.OverloadedError) as overloaded:
-        client.messages.create(model="sim-anthropic", max_tokens=10, messages=HELLO)  # type: ignore[arg-type]
+        client.messages.create(model="sim-anthropic", max_tokens=10, messages=HELLO_ANTHROPIC)
     assert overloaded.value.status_code == 529
 
 
@@ -162,7 +171,9 @@ def test_genai_generate_and_stream(simulator: SimulatorHandle) -> None:
     )
     chunks = list(client.models.generate_content_stream(model="sim-gemini", contents="Hello SDK"))
     assert "".join(c.text or "" for c in chunks) == "Echo: Hello SDK"
-    assert chunks[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP  # type: ignore[index]
+    candidates = chunks[-1].candidates
+    assert candidates is not None
+    assert candidates[0].finish_reason == genai_types.FinishReason.STOP
 
 
 async def test_genai_async_structured_output(simulator: SimulatorHandle) -> None:

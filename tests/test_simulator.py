@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,11 @@ import httpx
 import pytest
 
 from llmrelay.errors import ConfigError
-from llmrelay.simulator import SimulatorServer, load_config
+from llmrelay.simulator import Simulator, load_config
 from llmrelay.simulator.config import validate_config
 from llmrelay.testing import SimulatorHandle, make_config, start_simulator_process
 
-CHAT = {"model": "sim-openai", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, object] = {"model": "sim-openai", "messages": [{"role": "user", "content": "hi"}]}
 AUTH = {"authorization": "Bearer sk-sim"}
 
 
@@ -29,10 +30,18 @@ def post(
 
 
 def test_default_config_loads_every_api() -> None:
-    """The shipped config has realistic models of all four APIs."""
+    """The shipped config has realistic models of every API and local server."""
     config = load_config()
-    assert {m.api for m in config.models} == {"openai", "anthropic", "gemini", "ollama"}
+    assert {m.api for m in config.models} == {
+        "openai",
+        "anthropic",
+        "gemini",
+        "ollama",
+        "vllm",
+        "llamacpp",
+    }
     assert all(m.context_window >= 8192 for m in config.models)
+    assert config.short_window_s == 1.0
 
 
 @pytest.mark.parametrize(
@@ -45,7 +54,7 @@ def test_default_config_loads_every_api() -> None:
         ),
         (
             "models:\n  - {name: a, api: cohere, context_window: 10, max_output_tokens: 5}",
-            "models.0.api: Input should be 'openai', 'anthropic', 'gemini' or 'ollama'",
+            "models.0.api: Input should be 'openai', 'anthropic', 'gemini', 'ollama', 'vllm' or 'llamacpp'",
         ),
         (
             "models:\n  - {name: a, api: openai, context_window: 10, max_output_tokens: 5, faults: {'500': 2}}",
@@ -118,11 +127,12 @@ def test_unknown_model_is_404_in_provider_format(simulator: SimulatorHandle) -> 
 
 def test_limits_per_key_and_ledger(simulator: SimulatorHandle) -> None:
     """RPM is enforced per API key; the ledger counts what was served and refused."""
-    simulator.set_limits("sim-openai", rpm=2)
+    simulator.set_limits("sim-openai", rpm=2, short_window_s=0)
     assert [post(simulator).status_code for _ in range(3)] == [200, 200, 429]
     assert post(simulator, key="sk-other").status_code == 200
     mine = simulator.usage("sk-sim", "sim-openai")
     assert mine["requests"] == 2 and mine["refused"] == {"429": 1}
+    assert mine["refused_by_limit"] == {"429:requests": 1}
     assert mine["cost_usd"] == 0.0 and mine["input_tokens"] > 0
     assert simulator.ledger()["totals"]["requests"] == 3
 
@@ -176,8 +186,9 @@ def test_config_endpoint_rejects_bad_patch(simulator: SimulatorHandle) -> None:
     assert post(simulator).status_code == 200
 
 
-def test_latency_is_simulated() -> None:
-    """ttft_ms delays the answer."""
+@pytest.mark.looptime
+async def test_latency_is_simulated() -> None:
+    """An answer takes ttft_ms plus its output tokens at tokens_per_s, on the loop's clock."""
     config = validate_config(
         {
             "models": [
@@ -187,16 +198,22 @@ def test_latency_is_simulated() -> None:
                     "context_window": 100,
                     "max_output_tokens": 10,
                     "ttft_ms": 200,
+                    "tokens_per_s": 4,
                 }
             ]
         },
         source="test",
     )
-    with SimulatorServer(config) as server:
-        response = httpx.post(
-            server.url + "/v1/chat/completions", headers=AUTH, json={**CHAT, "model": "slow"}
+    loop = asyncio.get_running_loop()
+    app = Simulator(config, clock=loop.time)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+        started = loop.time()
+        response = await client.post(
+            "/v1/chat/completions", headers=AUTH, json={**CHAT, "model": "slow"}
         )
-    assert response.status_code == 200 and response.elapsed.total_seconds() >= 0.2
+    assert response.json()["usage"]["completion_tokens"] == 3  # "Echo: hi"
+    assert loop.time() - started == pytest.approx(0.2 + 3 / 4)
 
 
 def test_simulator_in_a_subprocess() -> None:

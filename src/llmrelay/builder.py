@@ -1,16 +1,40 @@
-"""``LLMBuilder``: a :class:`~llmrelay.SmartLLM` described in code instead of YAML.
+"""From a description to a working :class:`~llmrelay.SmartLLM`.
 
-It fills the same settings the YAML file does and is validated the same way, so every
-keyword a deployment accepts in the file (``base_url``, ``api_key``, ``rpm``, ``tpm``,
-``context_window``, ``max_output_tokens``, ``weight``, ``tier``, ``name``…) works here too.
+:class:`LLMBuilder` describes one in code; it fills the same settings the YAML file does
+and is validated the same way, so every key of the file works here under the same name
+(a deployment's ``base_url``, ``api_key``, ``rpm``, ``context_window``, ``timeouts``…;
+``with_routing``/``with_scheduler``/``with_timeouts`` take the fields of the runtime
+structs). :func:`tier_settings` describes one from the environment alone. :func:`assemble`
+turns validated settings into the parts a ``SmartLLM`` owns: one HTTP client, one
+scheduler, one event bus, and a provider adapter, limits and breaker per deployment.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
-from llmrelay.client import SmartLLM
-from llmrelay.config import parse_settings
+from llmrelay.catalog import Catalog
+from llmrelay.client import SmartLLM, Stats
+from llmrelay.config import DeploymentSettings, RelaySettings, parse_settings
+from llmrelay.errors import ConfigError, UnknownProvider
+from llmrelay.events import Event, EventBus, EventKind
+from llmrelay.limits import LimitBackend, Limiter, Limits
+from llmrelay.providers import (
+    AnthropicProvider,
+    Deployment,
+    GeminiProvider,
+    HttpClient,
+    HttpProvider,
+    OllamaProvider,
+    OpenAIProvider,
+    default_registry,
+)
+from llmrelay.providers.registry import ProviderFactory
+from llmrelay.router import Router
+from llmrelay.routing import Candidate, CircuitBreaker, ModelGroup, balancer, fallback_policy
+from llmrelay.scheduling import ScheduledProvider, Scheduler
 
 
 class LLMBuilder:
@@ -18,19 +42,19 @@ class LLMBuilder:
     .with_fallback("anthropic", "claude-haiku-4-5").with_context_fallback().build()``"""
 
     def __init__(self) -> None:
-        self._tier = "tier1"
-        self._groups: dict[str, dict[str, Any]] = {}
-        self._routing: dict[str, Any] = {}
-        self._scheduler: dict[str, Any] = {}
-        self._redis_url: str | None = None
-        self._cost_tracking = True
-        self._catalog: dict[str, dict[str, Any]] = {}
+        self._data: dict[str, Any] = {"tier": "tier1", "models": {}}
+        self._providers: dict[str, ProviderFactory] = {}
 
     def _group(self, name: str) -> dict[str, Any]:
-        return self._groups.setdefault(name, {"primary": [], "fallbacks": []})
+        groups: dict[str, dict[str, Any]] = self._data["models"]
+        return groups.setdefault(name, {"primary": [], "fallbacks": []})
+
+    def _section(self, name: str) -> dict[str, Any]:
+        section: dict[str, Any] = self._data.setdefault(name, {})
+        return section
 
     def with_tier(self, tier: str) -> LLMBuilder:
-        self._tier = tier
+        self._data["tier"] = tier
         return self
 
     def with_primary(
@@ -80,66 +104,239 @@ class LLMBuilder:
 
     def with_policy(self, policy: str) -> LLMBuilder:
         """``smart`` (default), ``sequential`` or ``cost``."""
-        self._routing["policy"] = policy
+        self._section("routing")["policy"] = policy
         return self
 
-    def with_retries(self, retries: int, *, backoff_s: float | None = None) -> LLMBuilder:
-        self._routing["retries"] = retries
-        if backoff_s is not None:
-            self._routing["retry_backoff_s"] = backoff_s
+    def with_routing(self, **routing: Any) -> LLMBuilder:
+        """Fields of :class:`~llmrelay.router.RouterConfig` (``retries``,
+        ``retry_backoff_s``, ``retry_backoff_max_s``, ``retry_jitter``, ``stay_within_s``,
+        ``context_margin``, ``hedge_after_s``, ``hedge_quantile``, ``hedge_budget``)."""
+        self._section("routing").update(routing)
         return self
 
-    def with_hedging(
-        self, *, after_s: float | None = None, quantile: float | None = None, budget: float = 0.05
-    ) -> LLMBuilder:
-        """Also send to the next deployment when the first has not answered after ``after_s``
-        seconds (or its observed latency ``quantile``, e.g. 0.95); at most ``budget`` of the
-        requests are hedged."""
-        self._routing.update(hedge_after_s=after_s, hedge_quantile=quantile, hedge_budget=budget)
-        return self
+    def with_retries(self, retries: int, **backoff: Any) -> LLMBuilder:
+        """``retries`` extra tries of a deployment after a retryable error; ``backoff``:
+        ``retry_backoff_s``, ``retry_backoff_max_s``, ``retry_jitter``, ``stay_within_s``."""
+        return self.with_routing(retries=retries, **backoff)
+
+    def with_hedging(self, **hedging: Any) -> LLMBuilder:
+        """Also send to the next deployment when the first has not answered after
+        ``hedge_after_s`` seconds (or its observed latency quantile ``hedge_quantile``,
+        e.g. 0.95); at most ``hedge_budget`` of the requests are hedged."""
+        return self.with_routing(**hedging)
 
     def with_circuit_breaker(self, **breaker: Any) -> LLMBuilder:
         """``failure_threshold``, ``cooldown_s``, ``half_open_probes``."""
-        self._routing["breaker"] = breaker
+        self._section("routing").setdefault("breaker", {}).update(breaker)
         return self
 
     def with_scheduler(self, **scheduler: Any) -> LLMBuilder:
-        """``max_wait_before_fallback``, ``max_wait_seconds``, ``safety_margin``, …"""
-        self._scheduler.update(scheduler)
+        """``max_wait_before_fallback``, ``max_wait_seconds``, and the pacing of every
+        deployment: ``safety_margin``, ``token_margin``, ``min_spacing``,
+        ``short_window_s``, ``window_pad``."""
+        self._section("scheduler").update(scheduler)
+        return self
+
+    def with_timeouts(self, **timeouts: Any) -> LLMBuilder:
+        """``connect``, ``first_byte``, ``idle`` seconds for every deployment (a
+        deployment's own ``timeouts={...}`` overrides them)."""
+        self._section("timeouts").update(timeouts)
+        return self
+
+    def with_provider(self, name: str, factory: ProviderFactory) -> LLMBuilder:
+        """Register an adapter: deployments may then use ``provider=name``. ``factory`` is
+        a class or callable taking ``(deployment, client)`` (e.g. an ``HttpProvider``
+        subclass)."""
+        self._providers[name.strip().lower()] = factory
         return self
 
     def with_redis(self, url: str) -> LLMBuilder:
         """Share rate limits with every process using the same Redis."""
-        self._redis_url = url
-        return self
-
-    def with_cost_tracking(self, enabled: bool = True) -> LLMBuilder:
-        self._cost_tracking = enabled
+        self._data["redis_url"] = url
         return self
 
     def with_catalog(self, entries: dict[str, dict[str, Any]]) -> LLMBuilder:
         """Override or add catalog entries (``{"provider/model": {...}}``)."""
-        self._catalog.update(entries)
+        self._section("catalog").update(entries)
         return self
 
     def settings(self) -> dict[str, Any]:
         """What ``build`` validates: the same shape as the YAML file."""
-        data: dict[str, Any] = {"tier": self._tier, "models": self._groups,
-                                "cost_tracking": self._cost_tracking}  # fmt: skip
-        if self._routing:
-            data["routing"] = self._routing
-        if self._scheduler:
-            data["scheduler"] = self._scheduler
-        if self._redis_url:
-            data["redis_url"] = self._redis_url
-        if self._catalog:
-            data["catalog"] = self._catalog
-        return data
+        return {k: v for k, v in self._data.items() if v or k == "models"}
 
     def build(self) -> SmartLLM:
-        return SmartLLM.from_settings(
-            parse_settings(self.settings(), "LLMBuilder"), source="LLMBuilder"
+        settings = parse_settings(self.settings(), "LLMBuilder", providers=self._providers)
+        return SmartLLM(**assemble(settings, "LLMBuilder", self._providers))
+
+
+def assemble(
+    settings: RelaySettings, source: str, providers: Mapping[str, ProviderFactory] | None = None
+) -> dict[str, Any]:
+    """The keyword arguments of :class:`SmartLLM` that ``settings`` describe.
+
+    ``providers`` are adapters registered in code, besides those under ``providers:``.
+    """
+    return _Assembly(settings, source, providers or {}).build()
+
+
+class _Assembly:
+    """Turns settings into a router: providers, one scheduler, candidates, groups."""
+
+    def __init__(
+        self, settings: RelaySettings, source: str, providers: Mapping[str, ProviderFactory]
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.catalog: Catalog = settings.model_catalog()
+        self.registry = default_registry()
+        for name, factory in {**settings.provider_factories(), **providers}.items():
+            self.registry.register(name, factory)
+        self.events = EventBus()
+        self.stats = Stats()
+        self.events.subscribe(self.stats)
+        self.client = HttpClient()
+        self.scheduler = Scheduler(
+            Limiter(self._backend()), settings.scheduler.runtime(), events=self.events
         )
+        self._built: dict[tuple[Any, ...], Candidate] = {}
+
+    def _backend(self) -> LimitBackend | None:
+        if self.settings.redis_url is None:
+            return None  # the limiter's own in-memory backend
+        from llmrelay.limits.redis import RedisBackend  # the optional ``redis`` extra
+
+        return RedisBackend(self.settings.redis_url)
+
+    def build(self) -> dict[str, Any]:
+        try:
+            groups = {
+                name: ModelGroup(
+                    name=name,
+                    primary=self._candidates(g.primary, f"models.{name}.primary"),
+                    fallbacks=self._candidates(g.fallbacks, f"models.{name}.fallbacks"),
+                    content_fallbacks=self._candidates(
+                        g.content_fallbacks, f"models.{name}.content_fallbacks"
+                    ),
+                    balancer=balancer(g.load_balancing),
+                )
+                for name, g in self.settings.models.items()
+            }
+            routing = self.settings.routing
+            router = Router(
+                groups,
+                policy=fallback_policy(routing.policy),
+                config=routing.runtime(),
+                events=self.events,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
+        default = "default" if "default" in groups else next(iter(groups))
+        return {"router": router, "stats": self.stats, "scheduler": self.scheduler,
+                "client": self.client, "default_group": default}  # fmt: skip
+
+    def _candidates(self, specs: list[DeploymentSettings], where: str) -> list[Candidate]:
+        return [self._candidate(spec, f"{where}.{i}") for i, spec in enumerate(specs)]
+
+    def _candidate(self, spec: DeploymentSettings, where: str) -> Candidate:
+        identity = (spec.provider, spec.model, spec.base_url, spec.api_key, spec.name)
+        if identity in self._built:  # the same deployment in two groups shares its state
+            return self._built[identity]
+        info = self.catalog.get(spec.provider, spec.model)
+        deployment = Deployment(
+            provider=spec.provider,
+            model=spec.model,
+            api_key=spec.api_key,
+            base_url=spec.base_url,
+            name=spec.name,
+            headers=dict(spec.headers),
+            timeouts=self.settings.timeouts.runtime(spec.timeouts),
+        )
+        try:
+            provider = self.registry.create(deployment, self.client)
+        except (ValueError, UnknownProvider) as exc:  # e.g. a *_BASE_URL that is no URL
+            raise ConfigError(f"{self.source}: {where}: {exc}") from None
+        scheduled = ScheduledProvider(provider, self._limits(spec), scheduler=self.scheduler)
+        candidate = Candidate(
+            scheduled=scheduled,
+            context_window=spec.context_window or (info.context_window if info else None),
+            max_output_tokens=spec.max_output_tokens or (info.max_output_tokens if info else None),
+            breaker=CircuitBreaker(
+                scheduled.deployment,
+                self.settings.routing.breaker.runtime(),
+                on_change=self._breaker_changed,
+            ),
+            price=info.price if info else None,
+            weight=spec.weight,
+        )
+        self._built[identity] = candidate
+        return candidate
+
+    def _limits(self, spec: DeploymentSettings) -> Limits:
+        """The deployment's own limits, else the catalog's for its tier; none for a model
+        the catalog does not know."""
+        explicit = spec.limit_values()
+        info = self.catalog.get(spec.provider, spec.model)
+        tier = info.limits.get(spec.tier or self.settings.tier) if info else None
+        catalog = {name: getattr(tier, name) for name in explicit} if tier else {}
+        merged = {k: v if v is not None else catalog.get(k) for k, v in explicit.items()}
+        zone = self.catalog.day_resets.get(spec.provider, "UTC")
+        return self.settings.scheduler.limits(**merged, day_reset_tz=zone)
+
+    def _breaker_changed(self, deployment: str, old: Any, new: Any) -> None:
+        self.events.emit(Event(kind=EventKind.BREAKER_CHANGED, deployment=deployment,
+                               message=f"{old.value} -> {new.value}"))  # fmt: skip
 
 
-__all__ = ["LLMBuilder"]
+# -- from the environment alone ------------------------------------------------------------
+
+_TIER_MODELS: tuple[tuple[type[HttpProvider], str, str | None], ...] = (
+    # adapter, primary model, 1M-context model
+    (OpenAIProvider, "gpt-4o-mini", "gpt-4.1-mini"),
+    (AnthropicProvider, "claude-haiku-4-5", None),
+    (GeminiProvider, "gemini-2.5-flash", "gemini-2.5-flash"),
+)
+_OLLAMA_MODEL = "llama3.1:8b"
+
+
+def tier_settings(tier: str, env: Mapping[str, str] | None = None) -> RelaySettings:
+    """A primary and fallbacks from the providers whose credentials are in ``env``.
+
+    The variables are the adapters' own (``API_KEY_ENV``, ``BASE_URL_ENV``). With the
+    process environment (``env=None``) the adapters read base URLs themselves; with an
+    explicit mapping, base URLs are taken from it too. Ollama is used when its base-URL
+    variable is set (model: ``OLLAMA_MODEL``, default ``llama3.1:8b``).
+    """
+    explicit = env is not None
+    variables: Mapping[str, str] = os.environ if env is None else env
+
+    def first(names: tuple[str, ...]) -> str | None:
+        return next((variables[n] for n in names if variables.get(n, "").strip()), None)
+
+    def deployment(adapter: type[HttpProvider], model: str, **extra: Any) -> dict[str, Any]:
+        base_url = first(adapter.BASE_URL_ENV) if explicit else None
+        return {"provider": adapter.name, "model": model, "base_url": base_url, **extra}
+
+    primaries: list[dict[str, Any]] = []
+    large: list[dict[str, Any]] = []
+    for adapter, model, big in _TIER_MODELS:
+        key = first(adapter.API_KEY_ENV)
+        if key is None:
+            continue
+        primaries.append(deployment(adapter, model, api_key=key))
+        if big is not None:
+            large.append(deployment(adapter, big, api_key=key))
+    if first(OllamaProvider.BASE_URL_ENV) is not None:
+        model = variables.get("OLLAMA_MODEL") or _OLLAMA_MODEL
+        primaries.append(deployment(OllamaProvider, model))
+    if not primaries:
+        wanted = [*(n for a, _, _ in _TIER_MODELS for n in a.API_KEY_ENV),
+                  *OllamaProvider.BASE_URL_ENV]  # fmt: skip
+        raise ConfigError(f"environment: no provider configured; set {', '.join(wanted)}")
+    fallbacks = [*primaries[1:], *(d for d in large if d not in primaries)]
+    return parse_settings(
+        {"tier": tier, "models": {"default": {"primary": primaries[:1], "fallbacks": fallbacks}}},
+        "environment",
+    )
+
+
+__all__ = ["LLMBuilder", "assemble", "tier_settings"]

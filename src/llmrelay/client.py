@@ -1,49 +1,41 @@
-"""``SmartLLM``: the router behind one object; ``LLMBuilder``: the same, described in code.
+"""``SmartLLM``: the router behind one object, the parts it owns and closes, its counts.
 
 Async at the core (``ainvoke``, ``astream``); the sync API (``invoke``, ``stream``) runs the
-same coroutines on a background event-loop thread. Use one style per instance: its HTTP
-connections belong to the loop that first used them.
+same coroutines on a private event-loop thread. Built from settings (:mod:`llmrelay.config`)
+by :func:`llmrelay.builder.assemble`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import threading
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
-
-from llmrelay.catalog import Catalog
-from llmrelay.config import DeploymentSettings, RelaySettings, load_settings, parse_settings
-from llmrelay.errors import ConfigError
-from llmrelay.events import Event, EventBus, EventKind
-from llmrelay.limits import Limiter, Limits
-from llmrelay.providers import Deployment, HttpClient, default_registry
-from llmrelay.router import Router, RouterConfig
-from llmrelay.routing import (
-    BreakerConfig,
-    Candidate,
-    CircuitBreaker,
-    ModelGroup,
-    balancer,
-    fallback_policy,
-)
-from llmrelay.scheduling import ScheduledProvider, Scheduler, SchedulerPolicy
-from llmrelay.types import ChatRequest, Message, RoutedResponse, StreamEvent
+from llmrelay.config import RelaySettings, load_settings
+from llmrelay.errors import LLMRelayError
+from llmrelay.events import Event, EventKind
+from llmrelay.inputs import Prompt, to_request
+from llmrelay.providers import HttpClient
+from llmrelay.providers.registry import ProviderFactory
+from llmrelay.router import Router
+from llmrelay.scheduling import Scheduler
+from llmrelay.types import RoutedResponse, StreamEvent
 
 T = TypeVar("T")
-Prompt = str | ChatRequest | Sequence[Message] | Sequence[Mapping[str, Any]]
 
 _RATE_LIMIT_ERRORS = ("RateLimited", "WaitTooLong")
 
 
 class Stats:
-    """Counts kept from the router's events (see :meth:`SmartLLM.get_stats`)."""
+    """Counts kept from the router's and the scheduler's events (see ``get_stats``).
+
+    ``requests`` counts every routed request once, whatever its outcome (the router's
+    ``finished`` event); ``failed`` counts the unanswered ones by error.
+    """
 
     def __init__(self) -> None:
         self.requests = 0
@@ -52,24 +44,31 @@ class Stats:
         self.rate_limit_fallbacks = 0
         self.context_fallbacks = 0
         self.exhausted = 0
+        self.failed: dict[str, int] = {}
         self.cost_usd = 0.0
         self.deployments: dict[str, dict[str, Any]] = {}
 
     def _deployment(self, name: str) -> dict[str, Any]:
         return self.deployments.setdefault(
             name,
-            {"calls": 0, "successes": 0, "failures": {}, "skipped": 0, "input_tokens": 0,
-             "output_tokens": 0, "cost_usd": 0.0, "latency_s_total": 0.0},
+            {"calls": 0, "successes": 0, "failures": {}, "skipped": 0, "windows_learned": 0,
+             "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latency_s_total": 0.0},
         )  # fmt: skip
 
     def __call__(self, event: Event) -> None:
         kind = event.kind
-        if kind is EventKind.ATTEMPT_SUCCEEDED:
+        if kind is EventKind.FINISHED:
             self.requests += 1
-            if event.attempt == 0:
-                self.primary += 1
+            if event.error is None:
+                if event.attempt == 0:
+                    self.primary += 1
+                else:
+                    self.fallback += 1
             else:
-                self.fallback += 1
+                self.failed[event.error] = self.failed.get(event.error, 0) + 1
+                if event.error == "AllModelsExhausted":
+                    self.exhausted += 1
+        elif kind is EventKind.ATTEMPT_SUCCEEDED:
             self.cost_usd += event.cost_usd
             d = self._deployment(event.deployment)
             d["calls"] += 1
@@ -90,9 +89,8 @@ class Stats:
                 self.rate_limit_fallbacks += 1
             elif event.error == "ContextWindowExceeded":
                 self.context_fallbacks += 1
-        elif kind is EventKind.EXHAUSTED:
-            self.requests += 1
-            self.exhausted += 1
+        elif kind is EventKind.LIMIT_LEARNED:
+            self._deployment(event.deployment)["windows_learned"] += 1
 
     def snapshot(self) -> dict[str, Any]:
         deployments = {}
@@ -110,29 +108,49 @@ class Stats:
             "rate_limit_fallbacks": self.rate_limit_fallbacks,
             "context_fallbacks": self.context_fallbacks,
             "exhausted": self.exhausted,
+            "failed": dict(self.failed),
             "cost_usd": round(self.cost_usd, 8),
             "deployments": deployments,
         }
 
 
 class _LoopThread:
-    """A private event loop on a daemon thread, for the synchronous API."""
+    """A private event loop on a daemon thread, for the synchronous API.
+
+    The thread runs ``asyncio.run``, so stopping it ends the loop the standard way: tasks
+    still pending are cancelled and async generators closed before the loop is.
+    """
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Future[None] | None = None
         self._lock = threading.Lock()
 
     def _running(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="llmrelay-sync", daemon=True).start()
-                self._loop = loop
-            return self._loop
+            if self.loop is None:
+                ready = threading.Event()
+                self._thread = threading.Thread(
+                    target=asyncio.run,
+                    args=(self._serve(ready),),
+                    name="llmrelay-sync",
+                    daemon=True,
+                )
+                self._thread.start()
+                ready.wait()
+            assert self.loop is not None
+            return self.loop
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = self.loop.create_future()
+        ready.set()
+        await self._stop
 
     @property
-    def started(self) -> bool:
-        return self._loop is not None
+    def in_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
 
     def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(work, self._running())
@@ -147,95 +165,280 @@ class _LoopThread:
             except StopAsyncIteration:
                 return
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """End the loop (its pending tasks are cancelled) and wait for the thread."""
         with self._lock:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._loop = None
+            loop, stop, thread = self.loop, self._stop, self._thread
+            self.loop = self._stop = self._thread = None
+        if loop is None or stop is None or thread is None:
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_resolve, stop)
+        if threading.current_thread() is not thread:
+            thread.join()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _next(stream: AsyncIterator[T]) -> T:
     return await stream.__anext__()
 
 
+class _Owned:
+    """Everything a :class:`SmartLLM` opened, closed exactly once, on the loop it runs on.
+
+    Kept apart from the ``SmartLLM`` so that its finalizer and the task that closes it when
+    its loop ends can hold these without keeping the ``SmartLLM`` alive.
+    """
+
+    def __init__(self, router: Router, scheduler: Scheduler, client: HttpClient) -> None:
+        self.router = router
+        self.scheduler = scheduler
+        self.client = client
+        self.sync = _LoopThread()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first async call: every connection and queue lives there."""
+        self.closed_by: str | None = None
+        self._guard: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Tie the parts to ``loop``, and close them when it ends (``asyncio.run``'s end
+        cancels every task: the guard's cancellation closes the HTTP session in time)."""
+        with self._lock:
+            if self.loop is None:
+                self.loop = loop
+                self._guard = loop.create_task(self._close_at_loop_end(), name="llmrelay-close")
+
+    async def _close_at_loop_end(self) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            await self.shutdown("the end of its event loop")
+
+    async def shutdown(self, by: str) -> None:
+        """Close every part once, in order, on the bound loop (a later call does nothing)."""
+        if self.closed_by is not None:
+            return
+        self.closed_by = by
+        failures: list[Exception] = []
+        for close in (
+            self.router.aclose,  # hedge losers and the provider adapters
+            self.scheduler.aclose,
+            self.scheduler.limiter.aclose,  # the Redis pool, when limits are shared
+            self.client.aclose,
+        ):
+            try:
+                await close()
+            except Exception as exc:
+                failures.append(exc)
+        guard = self._guard
+        if guard is not None and guard is not asyncio.current_task():
+            guard.cancel()  # it has nothing left to do; let it finish before the loop may end
+            await asyncio.wait([guard])
+        if failures:
+            raise failures[0]
+
+    def running_here(self) -> bool:
+        """Whether the bound loop is the one running in this thread."""
+        return _loop_running_here() and asyncio.get_running_loop() is self.loop
+
+    def close_from_sync_code(self, by: str) -> None:
+        """Run :meth:`shutdown` on the bound loop from a thread not running it, and wait."""
+        loop = self.loop
+        if self.closed_by is not None:
+            pass
+        elif loop is None:
+            self.sync.run(self.shutdown(by))  # nothing is bound yet: any loop will do
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.shutdown(by), loop).result()
+        elif not loop.is_closed() and not _loop_running_here():
+            loop.run_until_complete(self.shutdown(by))  # the caller's own loop, paused
+        else:
+            self.closed_by = f"{by}, its event loop no longer able to run"
+        self.sync.stop()
+
+    def finalize(self) -> None:
+        """At garbage collection or exit: close what is still open."""
+        loop, guard = self.loop, self._guard
+        if self.closed_by is not None or loop is None or guard is None:
+            self.sync.stop()  # nothing was opened on a loop, or it is closed already
+        elif self.sync.in_thread:
+            self.sync.stop()  # the end of the private loop cancels the guard, which closes
+        elif self.running_here():
+            loop.call_soon(guard.cancel)  # no waiting on the loop from inside it: it closes
+        elif loop.is_running() and loop is not self.sync.loop:
+            loop.call_soon_threadsafe(guard.cancel)  # it closes on its own loop
+        else:
+            self.close_from_sync_code("garbage collection or exit")
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class SmartLLM:
-    """Calls that do not fail: routing, scheduling, fallbacks and breakers behind one object."""
+    """Calls that do not fail: routing, scheduling, fallbacks and breakers behind one object.
+
+    **One event loop per instance.** Connections, queues and timers belong to an event
+    loop, so the async API (``ainvoke``, ``astream``) binds the instance to the loop of its
+    first call; a call from another running loop raises :class:`LLMRelayError` at once.
+    Use one ``SmartLLM`` per loop, or run calls on the instance's own loop from anywhere
+    with ``await asyncio.wrap_future(llm.submit(llm.ainvoke(...)))``. The sync API
+    (``invoke``, ``stream``) runs on that same private loop, so one instance serves it and
+    ``submit`` callers alike — but not, in addition, a loop of yours.
+
+    **It owns and closes everything once**: the HTTP client, the scheduler, the limiter's
+    backend (a Redis pool) and the provider adapters. Close with ``await llm.aclose()``,
+    ``llm.close()``, or ``async with`` / ``with``; closing twice does nothing, and any call
+    after it raises :class:`LLMRelayError`. What is not closed is closed for you, cleanly:
+    when the loop it is bound to ends (``asyncio.run``), or at exit for the sync API.
+    """
 
     def __init__(
         self,
         router: Router,
         stats: Stats,
         *,
+        scheduler: Scheduler,
+        client: HttpClient,
         default_group: str = "default",
-        client: HttpClient | None = None,
     ) -> None:
         self.router = router
         self.stats = stats
+        self.scheduler = scheduler
+        self.http_client = client
         self.default_group = default_group
-        self._client = client
-        self._sync = _LoopThread()
-        # Sync users rarely close: at exit, close what was opened on the private loop.
-        self._finalizer = weakref.finalize(self, _close_sync, self._sync, router, client)
+        self._owned = _Owned(router, scheduler, client)
+        self._finalizer = weakref.finalize(self, self._owned.finalize)
 
     # -- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, path: str | Path) -> SmartLLM:
+    def from_config(
+        cls, path: str | Path, *, providers: Mapping[str, ProviderFactory] | None = None
+    ) -> SmartLLM:
         """From a YAML file (see :mod:`llmrelay.config`)."""
-        return cls.from_settings(load_settings(path), source=str(path))
+        settings = load_settings(path, providers=providers)
+        return cls.from_settings(settings, source=str(path), providers=providers)
 
     @classmethod
-    def from_settings(cls, settings: RelaySettings, *, source: str = "config") -> SmartLLM:
-        return _Assembly(settings, source).build()
+    def from_settings(
+        cls,
+        settings: RelaySettings,
+        *,
+        source: str = "config",
+        providers: Mapping[str, ProviderFactory] | None = None,
+    ) -> SmartLLM:
+        """From validated settings; ``providers`` adds adapters registered in code."""
+        from llmrelay.builder import assemble  # the builder module imports this one
+
+        return cls(**assemble(settings, source, providers))
 
     @classmethod
     def for_tier(cls, tier: str = "tier1", *, env: Mapping[str, str] | None = None) -> SmartLLM:
         """A primary and fallbacks from the providers whose keys are in the environment.
 
-        Reads ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY`` /
-        ``GOOGLE_API_KEY`` and ``OLLAMA_BASE_URL`` (and ``*_BASE_URL`` overrides), takes each
-        model's limits for ``tier`` from the catalog, and adds a 1M-token model as the
-        context fallback when one of its providers is available.
+        Reads each adapter's key variables (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``,
+        ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``) and ``OLLAMA_BASE_URL``; ``*_BASE_URL``
+        variables point a provider elsewhere. Each model's limits for ``tier`` come from the
+        catalog, and a 1M-token model is the context fallback when its provider is there.
         """
-        return cls.from_settings(_tier_settings(tier, env or os.environ), source="environment")
+        from llmrelay.builder import tier_settings  # the builder module imports this one
+
+        return cls.from_settings(tier_settings(tier, env), source="environment")
 
     # -- calls ----------------------------------------------------------------------------
 
-    async def ainvoke(
-        self, prompt: Prompt, *, model: str | None = None, **params: Any
-    ) -> RoutedResponse:
-        """Answer ``prompt`` (a string, messages or a request) from model group ``model``."""
-        return await self.router.send(_request(prompt, params), model or self.default_group)
+    def _enter(self) -> None:
+        """Refuse a call on a closed instance or from a loop other than the bound one."""
+        owned = self._owned
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        if owned.loop is loop:
+            return
+        owned.bind(loop)
+        if owned.loop is not loop:
+            raise LLMRelayError(self._wrong_loop(loop))
 
-    def invoke(self, prompt: Prompt, *, model: str | None = None, **params: Any) -> RoutedResponse:
-        return self._sync.run(self.ainvoke(prompt, model=model, **params))
+    def _wrong_loop(self, loop: asyncio.AbstractEventLoop) -> str:
+        if loop is self._owned.sync.loop:
+            return (
+                "this SmartLLM is bound to the event loop of its first async call, so its "
+                "sync API (invoke, stream, submit) cannot run; await llm.ainvoke(...) on that "
+                "loop, or use a second SmartLLM for synchronous code"
+            )
+        return (
+            "this SmartLLM is bound to the event loop of its first call and cannot be used "
+            "from another one; use one SmartLLM per event loop, or run the call on its own "
+            "loop: await asyncio.wrap_future(llm.submit(llm.ainvoke(...)))"
+        )
+
+    async def ainvoke(
+        self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
+    ) -> RoutedResponse:
+        """Answer ``prompt`` from model group ``model`` (default: ``default``).
+
+        ``prompt``: a string, messages (ours or OpenAI's dicts) or a request; ``params``:
+        request fields as OpenAI takes them (see :mod:`llmrelay.inputs`).
+        """
+        self._enter()
+        return await self.router.send(to_request(prompt, params), model or self.default_group)
+
+    def invoke(
+        self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
+    ) -> RoutedResponse:
+        """:meth:`ainvoke` from synchronous code."""
+        self._check_open()
+        return self._owned.sync.run(self.ainvoke(prompt, model=model, **params))
 
     async def astream(
-        self, prompt: Prompt, *, model: str | None = None, **params: Any
+        self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
     ) -> AsyncIterator[StreamEvent]:
-        async for event in self.router.stream(
-            _request(prompt, params), model or self.default_group
-        ):
+        """Stream the answer: a start, text and tool-call pieces, an end with usage."""
+        self._enter()
+        request = to_request(prompt, params)
+        async for event in self.router.stream(request, model or self.default_group):
             yield event
 
     def stream(
-        self, prompt: Prompt, *, model: str | None = None, **params: Any
+        self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
     ) -> Iterator[StreamEvent]:
-        return self._sync.iterate(self.astream(prompt, model=model, **params))
+        """:meth:`astream` from synchronous code."""
+        self._check_open()
+        return self._owned.sync.iterate(self.astream(prompt, model=model, **params))
 
     def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``work`` on this client's background loop (where the sync API runs).
+        """Run ``work`` on this client's private loop (where the sync API runs).
 
-        Its connections and queues then live on that one loop, so a single instance can
-        serve callers on several event loops: ``await asyncio.wrap_future(llm.submit(
-        llm.ainvoke("hi")))`` from any of them.
+        Callers on any loop can then share one instance: ``await asyncio.wrap_future(
+        llm.submit(llm.ainvoke("hi")))``.
         """
-        return self._sync.submit(work)
+        try:
+            self._check_open()
+        except LLMRelayError:
+            work.close()
+            raise
+        return self._owned.sync.submit(work)
+
+    def _check_open(self) -> None:
+        closed_by = self._owned.closed_by
+        if closed_by is not None:
+            raise LLMRelayError(
+                f"this SmartLLM is closed (by {closed_by}); make a new one to call again"
+            )
 
     # -- state ----------------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
-        """Primary, fallback and rate-limit-fallback counts, cost, per-deployment figures."""
+        """Request, primary, fallback and failure counts, cost, per-deployment figures."""
         stats = self.stats.snapshot()
         for candidate in self.router.candidates():
             entry = stats["deployments"].setdefault(candidate.id, {})
@@ -246,14 +449,35 @@ class SmartLLM:
     def breaker_states(self) -> dict[str, str]:
         return {c.id: c.breaker.state.value for c in self.router.candidates()}
 
+    @property
+    def closed(self) -> bool:
+        return self._owned.closed_by is not None
+
+    # -- closing --------------------------------------------------------------------------
+
     async def aclose(self) -> None:
-        await self.router.aclose()
-        if self._client is not None:
-            await self._client.aclose()
+        """Close every part once, on the loop they belong to; a second call does nothing."""
+        owned = self._owned
+        self._finalizer.detach()
+        if owned.loop is None or owned.running_here():
+            await owned.shutdown("aclose()")
+            if owned.sync.in_thread:
+                owned.sync.stop()  # ends once this call returns
+            elif owned.sync.loop is not None:
+                await asyncio.to_thread(owned.sync.stop)
+        else:  # bound to another loop: close there, from a thread, without blocking this one
+            await asyncio.to_thread(owned.close_from_sync_code, "aclose()")
 
     def close(self) -> None:
+        """Close from synchronous code (inside the bound loop, use ``await aclose()``)."""
+        owned = self._owned
+        if owned.closed_by is None and (owned.running_here() or owned.sync.in_thread):
+            raise LLMRelayError(
+                "close() would block the event loop this SmartLLM runs on; "
+                "use await llm.aclose() (or async with)"
+            )
         self._finalizer.detach()
-        _close_sync(self._sync, self.router, self._client)
+        owned.close_from_sync_code("close()")
 
     async def __aenter__(self) -> SmartLLM:
         return self
@@ -266,199 +490,6 @@ class SmartLLM:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _close_sync(sync: _LoopThread, router: Router, client: HttpClient | None) -> None:
-    """Close the router and client on the private loop, if it ever ran, then stop it."""
-    if sync.started:
-
-        async def close() -> None:
-            await router.aclose()
-            if client is not None:
-                await client.aclose()
-
-        sync.run(close())
-    sync.close()
-
-
-def _request(prompt: Prompt, params: Mapping[str, Any]) -> ChatRequest:
-    if isinstance(prompt, ChatRequest):
-        request = prompt
-    elif isinstance(prompt, str):
-        request = ChatRequest(messages=[Message(role="user", content=prompt)])
-    else:
-        messages = [m if isinstance(m, Message) else msgspec.convert(m, Message) for m in prompt]
-        request = ChatRequest(messages=messages)
-    if params:
-        try:
-            request = msgspec.structs.replace(request, **params)
-        except TypeError as exc:
-            raise TypeError(f"unknown request parameter: {exc}") from None
-    return request
-
-
-class _Assembly:
-    """Turns settings into a router: providers, schedulers, candidates, groups."""
-
-    def __init__(self, settings: RelaySettings, source: str) -> None:
-        self.settings = settings
-        self.source = source
-        self.catalog = Catalog.default().extend(settings.catalog, source=source)
-        self.client = HttpClient()
-        self.registry = default_registry()
-        self.events = EventBus()
-        self.scheduler = self._scheduler()
-        self._built: dict[tuple[Any, ...], Candidate] = {}
-
-    def _scheduler(self) -> Scheduler:
-        s = self.settings.scheduler
-        policy = SchedulerPolicy(
-            max_wait_before_fallback=s.max_wait_before_fallback,
-            max_wait_seconds=s.max_wait_seconds,
-            max_rate_limit_retries=s.max_rate_limit_retries,
-        )
-        if self.settings.redis_url:
-            from llmrelay.limits.redis import RedisBackend
-
-            return Scheduler(Limiter(RedisBackend(self.settings.redis_url)), policy)
-        return Scheduler(Limiter(), policy)
-
-    def build(self) -> SmartLLM:
-        routing = self.settings.routing
-        try:
-            policy = fallback_policy(routing.policy)
-            groups = {
-                name: ModelGroup(
-                    name=name,
-                    primary=self._candidates(g.primary, f"models.{name}.primary"),
-                    fallbacks=self._candidates(g.fallbacks, f"models.{name}.fallbacks"),
-                    content_fallbacks=self._candidates(
-                        g.content_fallbacks, f"models.{name}.content_fallbacks"
-                    ),
-                    balancer=balancer(g.load_balancing),
-                )
-                for name, g in self.settings.models.items()
-            }
-        except ValueError as exc:
-            raise ConfigError(f"{self.source}: {exc}") from None
-        config = RouterConfig(
-            retries=routing.retries,
-            retry_backoff_s=routing.retry_backoff_s,
-            context_margin=routing.context_margin,
-            hedge_after_s=routing.hedge_after_s,
-            hedge_quantile=routing.hedge_quantile,
-            hedge_budget=routing.hedge_budget,
-        )
-        router = Router(groups, policy=policy, config=config, events=self.events)
-        stats = Stats()
-        self.events.subscribe(stats)
-        default = "default" if "default" in groups else next(iter(groups))
-        return SmartLLM(router, stats, default_group=default, client=self.client)
-
-    def _candidates(self, specs: list[DeploymentSettings], where: str) -> list[Candidate]:
-        return [self._candidate(spec, f"{where}.{i}") for i, spec in enumerate(specs)]
-
-    def _candidate(self, spec: DeploymentSettings, where: str) -> Candidate:
-        identity = (spec.provider, spec.model, spec.base_url, spec.api_key, spec.name)
-        if identity in self._built:  # the same deployment in two groups shares its state
-            return self._built[identity]
-        info = self.catalog.get(spec.provider, spec.model)
-        window = spec.context_window or (info.context_window if info else None)
-        if window is None:
-            raise ConfigError(
-                f"{self.source}: {where}: {spec.provider}/{spec.model} is not in the catalog; "
-                "set context_window (and max_output_tokens) for it"
-            )
-        deployment = Deployment(
-            provider=spec.provider,
-            model=spec.model,
-            api_key=spec.api_key,
-            base_url=spec.base_url,
-            name=spec.name,
-            headers=dict(spec.headers),
-        )
-        provider = self.registry.create(deployment, self.client)
-        scheduled = ScheduledProvider(provider, self._limits(spec), scheduler=self.scheduler)
-        b = self.settings.routing.breaker
-        candidate = Candidate(
-            scheduled=scheduled,
-            context_window=window,
-            max_output_tokens=spec.max_output_tokens or (info.max_output_tokens if info else 4096),
-            breaker=CircuitBreaker(
-                scheduled.deployment,
-                BreakerConfig(
-                    failure_threshold=b.failure_threshold,
-                    cooldown_s=b.cooldown_s,
-                    half_open_probes=b.half_open_probes,
-                ),
-                on_change=self._breaker_changed,
-            ),
-            price=info.price if info else None,
-            weight=spec.weight,
-        )
-        self._built[identity] = candidate
-        return candidate
-
-    def _limits(self, spec: DeploymentSettings) -> Limits:
-        s = self.settings.scheduler
-        explicit = {k: getattr(spec, k) for k in ("rpm", "tpm", "itpm", "otpm", "rpd")}
-        base: dict[str, Any] = {}
-        info = self.catalog.get(spec.provider, spec.model)
-        tier = spec.tier or self.settings.tier
-        if info is not None and tier in info.limits:
-            base = msgspec.structs.asdict(info.limits[tier])
-        merged = {k: explicit[k] if explicit[k] is not None else base.get(k) for k in explicit}
-        return Limits(
-            **merged,
-            safety_margin=s.safety_margin,
-            token_margin=s.token_margin,
-            min_spacing=s.min_spacing,
-            day_reset_tz=self.catalog.day_resets.get(spec.provider, "UTC"),
-        )
-
-    def _breaker_changed(self, deployment: str, old: Any, new: Any) -> None:
-        self.events.emit(Event(kind=EventKind.BREAKER_CHANGED, deployment=deployment,
-                               message=f"{old.value} -> {new.value}"))  # fmt: skip
-
-
-# -- for_tier ---------------------------------------------------------------------------
-
-_TIER_MODELS = (
-    # provider, key variables, base-URL variable, primary model, 1M-context model
-    ("openai", ("OPENAI_API_KEY",), "OPENAI_BASE_URL", "gpt-4o-mini", "gpt-4.1-mini"),
-    ("anthropic", ("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL", "claude-haiku-4-5", None),
-    ("gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "GEMINI_BASE_URL", "gemini-2.5-flash",
-     "gemini-2.5-flash"),
-)  # fmt: skip
-
-
-def _tier_settings(tier: str, env: Mapping[str, str]) -> RelaySettings:
-    primaries: list[dict[str, Any]] = []
-    large: list[dict[str, Any]] = []
-    for provider, key_vars, url_var, model, big in _TIER_MODELS:
-        key = next((env[v] for v in key_vars if env.get(v)), None)
-        if key is None:
-            continue
-        common = {"provider": provider, "api_key": key, "base_url": env.get(url_var) or None}
-        primaries.append({**common, "model": model})
-        if big is not None and big != model:
-            large.append({**common, "model": big})
-        elif big is not None:
-            large.append(primaries[-1])
-    if env.get("OLLAMA_BASE_URL"):
-        primaries.append({"provider": "ollama", "model": env.get("OLLAMA_MODEL", "llama3.1:8b"),
-                          "base_url": env["OLLAMA_BASE_URL"], "context_window": 131072,
-                          "max_output_tokens": 8192})  # fmt: skip
-    if not primaries:
-        raise ConfigError(
-            "environment: no provider configured; set OPENAI_API_KEY, ANTHROPIC_API_KEY, "
-            "GEMINI_API_KEY (or GOOGLE_API_KEY) or OLLAMA_BASE_URL"
-        )
-    fallbacks = [*primaries[1:], *(d for d in large if d not in primaries)]
-    return parse_settings(
-        {"tier": tier, "models": {"default": {"primary": primaries[:1], "fallbacks": fallbacks}}},
-        "environment",
-    )
 
 
 __all__ = ["SmartLLM", "Stats"]

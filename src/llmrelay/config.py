@@ -1,9 +1,10 @@
 """The configuration of a :class:`~llmrelay.SmartLLM`: YAML (or the builder) → settings.
 
-Validated once, at start, by pydantic: every error names the file, the key and what was
-expected. ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment (a missing
-variable without a default is an error naming it). Keys — section names, model group
-names, provider names — are case-insensitive.
+Validated once, at start, by pydantic: every error names the file (or ``LLMBuilder``, or
+``environment``), the key and what was expected. ``${VAR}`` and ``${VAR:-default}`` are
+replaced from the environment (a missing variable without a default is an error naming
+it; an empty value means "not set"). Keys — section names, model group names, provider
+names — are case-insensitive.
 
 .. code-block:: yaml
 
@@ -14,23 +15,80 @@ names, provider names — are case-insensitive.
           - {provider: openai, model: gpt-4o-mini, api_key: "${OPENAI_API_KEY}"}
         fallbacks:
           - {provider: anthropic, model: claude-haiku-4-5}
-          - {provider: gemini, model: gemini-2.5-flash}
-    routing: {policy: smart, retries: 1, context_margin: 0.9}
+          - {provider: ollama, model: llama3.1:8b, timeouts: {first_byte: 300}}
+    routing: {policy: smart, retries: 2, context_margin: 0.9, breaker: {cooldown_s: 30}}
+    scheduler: {max_wait_before_fallback: 90, safety_margin: 2}
+    timeouts: {connect: 10, first_byte: 120, idle: 60}
+    providers: {mycorp: "mypkg.llm:MyCorpProvider"}
+
+Each option is defined once, by the runtime struct that uses it; the sections here are
+derived from those structs (names, types, defaults, docstrings and checks):
+
+- ``routing:`` — :class:`~llmrelay.router.RouterConfig`, plus ``policy`` and ``breaker:``
+  (:class:`~llmrelay.routing.BreakerConfig`);
+- ``scheduler:`` — :class:`~llmrelay.scheduling.SchedulerPolicy` and the pacing fields of
+  :class:`~llmrelay.limits.Limits` (``safety_margin``, ``token_margin``, ``min_spacing``,
+  ``short_window_s``, ``window_pad``);
+- ``timeouts:`` — :class:`~llmrelay.providers.Timeouts`, also per deployment (a
+  deployment's own keys override the global ones);
+- a deployment's ``rpm``, ``tpm``, ``itpm``, ``otpm``, ``rpd`` — :class:`Limits` again.
+
+A deployment's missing limits, window and prices come from the catalog for its ``tier``
+(a tier is known when a model of that provider has it). A model the catalog does not know
+is accepted as it is: its window is asked from the server (or learned from a context
+error), and it has no limits unless given.
+
+Credentials and endpoints left out of a deployment are read from the environment by the
+provider adapter, as the official SDKs do: ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``,
+``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL``, ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` /
+``GEMINI_BASE_URL``, and ``OLLAMA_BASE_URL`` (or ``OLLAMA_HOST``) for Ollama.
+
+``providers:`` registers more adapters: a name and the import path
+(``package.module:Class``) of a class or factory called as ``factory(deployment, client)``.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
+import itertools
 import os
 import re
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar
+from urllib.parse import urlsplit
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from llmrelay.catalog import Catalog
 from llmrelay.errors import ConfigError
-from llmrelay.providers.registry import default_registry
+from llmrelay.limits import DIMENSIONS, Limits
+from llmrelay.providers import Timeouts
+from llmrelay.providers.registry import ProviderFactory, default_registry
+from llmrelay.router import RouterConfig
+from llmrelay.routing import BreakerConfig, balancer, fallback_policy
+from llmrelay.scheduling import SchedulerPolicy
+
+S = TypeVar("S", bound=msgspec.Struct)
+Part = type[msgspec.Struct] | tuple[type[msgspec.Struct], tuple[str, ...]]
+
+PACING = ("safety_margin", "token_margin", "min_spacing", "short_window_s", "window_pad")
+"""The fields of :class:`Limits` set once for every deployment, in ``scheduler:``."""
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -39,33 +97,202 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DeploymentSettings(_Section):
+# -- sections derived from the runtime structs -------------------------------------------
+
+
+class _Derived(_Section):
+    """A section whose options are fields of runtime structs.
+
+    The struct is the one definition of each option: building it checks the values. A
+    value its ``__post_init__`` refuses is an error at that key; a combination it refuses,
+    an error at the section.
+    """
+
+    _parts: ClassVar[tuple[tuple[type[msgspec.Struct], tuple[str, ...]], ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_structs(self) -> Self:
+        for struct, _ in self._parts:
+            build(self, struct)  # a ValueError here is the section's error
+        return self
+
+
+def _field_check(struct: type[msgspec.Struct], names: tuple[str, ...]) -> Any:
+    """A validator of ``names`` that builds ``struct`` with the value (and the fields
+    validated before it), so the struct's own check blames the key that caused it."""
+
+    def check(cls: type[_Derived], value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        known = {n: info.data[n] for n in names if n in info.data}
+        try:
+            struct(**{**known, name: value})
+        except ValueError as exc:
+            message = str(exc)  # "retries must be >= 0": the key is already named
+            if message.startswith(f"{name} must "):
+                message = message.removeprefix(f"{name} ")
+            raise ValueError(message) from None
+        return value
+
+    return field_validator(*names)(check)
+
+
+def build(section: _Section, struct: type[S], **extra: Any) -> S:
+    """``struct`` from the fields of ``section`` that belong to it, plus ``extra``."""
+    names = dict(getattr(section, "_parts", ()))[struct]
+    return struct(**{name: getattr(section, name) for name in names}, **extra)
+
+
+def derived(*parts: Part) -> type[_Derived]:
+    """A settings model with the fields of each struct in ``parts``.
+
+    A part is a struct (all its fields) or ``(struct, names)`` (those fields only). Names,
+    types, defaults and docstrings are the struct's; nothing is restated here.
+    """
+    fields: dict[str, Any] = {}
+    resolved: list[tuple[type[msgspec.Struct], tuple[str, ...]]] = []
+    for part in parts:
+        struct, include = part if isinstance(part, tuple) else (part, None)
+        docs = _attribute_docs(struct)
+        chosen = [f for f in msgspec.structs.fields(struct) if include is None or f.name in include]
+        for f in chosen:
+            if f.default_factory is not msgspec.NODEFAULT:
+                default = Field(default_factory=f.default_factory, description=docs.get(f.name))
+            elif f.default is not msgspec.NODEFAULT:
+                default = Field(default=f.default, description=docs.get(f.name))
+            else:
+                default = Field(description=docs.get(f.name))
+            fields[f.name] = (f.type, default)
+        resolved.append((struct, tuple(f.name for f in chosen)))
+    name = "".join(struct.__name__ for struct, _ in resolved) + "Fields"
+    checks = {
+        f"_check_{struct.__name__}": _field_check(struct, names) for struct, names in resolved
+    }
+    model = create_model(name, __base__=_Derived, __validators__=checks, **fields)
+    model._parts = tuple(resolved)
+    return model
+
+
+def _attribute_docs(struct: type) -> dict[str, str]:
+    """The docstrings written under a class's fields (``x: int = 1`` then ``\"\"\"...\"\"\"``)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(struct)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def _error(loc: tuple[str | int, ...], message: str, value: object) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("value_error", "{message}", {"message": message}),
+        loc=loc,
+        input=value,
+    )
+
+
+class TimeoutSettings(derived(Timeouts)):  # type: ignore[misc]  # a base made from Timeouts
+    """``timeouts:`` — seconds to wait for a connection, the response head, stream chunks."""
+
+    def runtime(self, override: TimeoutSettings | None = None) -> Timeouts:
+        """The :class:`Timeouts`, with the keys ``override`` sets taken from it."""
+        timeouts = build(self, Timeouts)
+        if override is None:
+            return timeouts
+        own = {name: getattr(override, name) for name in override.model_fields_set}
+        return msgspec.structs.replace(timeouts, **own)
+
+
+class BreakerSettings(derived(BreakerConfig)):  # type: ignore[misc]  # a base made from BreakerConfig
+    """``routing.breaker:`` — when a deployment's circuit opens and how it recovers."""
+
+    def runtime(self) -> BreakerConfig:
+        return build(self, BreakerConfig)
+
+
+class RoutingSettings(derived(RouterConfig)):  # type: ignore[misc]  # a base made from RouterConfig
+    """``routing:`` — retries, backoff, context margin and hedging; the fallback policy."""
+
+    policy: str = "smart"
+    """``smart``, ``sequential`` or ``cost``."""
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        fallback_policy(value)  # raises ValueError naming the known policies
+        return value
+
+    def runtime(self) -> RouterConfig:
+        return build(self, RouterConfig)
+
+
+class SchedulerSettings(derived(SchedulerPolicy, (Limits, PACING))):  # type: ignore[misc]  # a base made from the structs
+    """``scheduler:`` — how long a call may wait, and how every deployment is paced."""
+
+    def runtime(self) -> SchedulerPolicy:
+        return build(self, SchedulerPolicy)
+
+    def limits(self, **deployment: Any) -> Limits:
+        """A deployment's :class:`Limits`: its ``rpm``… with this section's pacing."""
+        return build(self, Limits, **deployment)
+
+
+# -- deployments, groups, the whole file -------------------------------------------------
+
+
+class DeploymentSettings(derived((Limits, DIMENSIONS))):  # type: ignore[misc]  # limits from Limits
     """One deployment. Limits, window and prices default to the catalog's for ``tier``."""
 
     provider: str
     model: str
     api_key: str | None = None
     base_url: str | None = None
+    """An ``http://`` or ``https://`` URL; unset: the provider's variable, then its API."""
     name: str = ""
     tier: str | None = None
-    rpm: int | None = Field(default=None, gt=0)
-    tpm: int | None = Field(default=None, gt=0)
-    itpm: int | None = Field(default=None, gt=0)
-    otpm: int | None = Field(default=None, gt=0)
-    rpd: int | None = Field(default=None, gt=0)
     context_window: int | None = Field(default=None, gt=0)
+    """Unset and not in the catalog: asked from the server, learned from context errors."""
     max_output_tokens: int | None = Field(default=None, gt=0)
     weight: float = Field(default=1.0, ge=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: TimeoutSettings | None = None
 
     @field_validator("provider")
     @classmethod
-    def _known_provider(cls, value: str) -> str:
+    def _known_provider(cls, value: str, info: ValidationInfo) -> str:
         name = value.strip().lower()
-        known = set(default_registry())
+        known = (info.context or {}).get("providers") or set(default_registry())
         if name not in known:
             raise ValueError(f"unknown provider {value!r} (known: {', '.join(sorted(known))})")
         return name
+
+    @field_validator("api_key", "base_url", "tier")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            split = urlsplit(value)
+            if split.scheme not in ("http", "https") or not split.netloc:
+                raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    def limit_values(self) -> dict[str, int | None]:
+        """The limits given on this deployment (``None``: take the catalog's)."""
+        return {name: getattr(self, name) for name in DIMENSIONS}
 
 
 class GroupSettings(_Section):
@@ -74,31 +301,17 @@ class GroupSettings(_Section):
     content_fallbacks: list[DeploymentSettings] = Field(default_factory=list)
     load_balancing: str = "round_robin"
 
+    @field_validator("load_balancing")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        balancer(value)  # raises ValueError naming the known strategies
+        return value
 
-class BreakerSettings(_Section):
-    failure_threshold: int = Field(default=5, ge=1)
-    cooldown_s: float = Field(default=30.0, ge=0)
-    half_open_probes: int = Field(default=1, ge=1)
-
-
-class RoutingSettings(_Section):
-    policy: str = "smart"
-    retries: int = Field(default=1, ge=0)
-    retry_backoff_s: float = Field(default=0.25, ge=0)
-    context_margin: float = Field(default=0.9, gt=0, le=1)
-    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
-    hedge_after_s: float | None = Field(default=None, gt=0)
-    hedge_quantile: float | None = Field(default=None, gt=0, lt=1)
-    hedge_budget: float = Field(default=0.05, ge=0, le=1)
-
-
-class SchedulerSettings(_Section):
-    max_wait_before_fallback: float = Field(default=90.0, ge=0)
-    max_wait_seconds: float = Field(default=300.0, ge=0)
-    safety_margin: int = Field(default=2, ge=0)
-    token_margin: float = Field(default=0.01, ge=0, lt=0.5)
-    min_spacing: bool = False
-    max_rate_limit_retries: int = Field(default=4, ge=0)
+    def deployments(self) -> Iterator[tuple[str, int, DeploymentSettings]]:
+        """Every deployment with the list it is in and its index there."""
+        for kind in ("primary", "fallbacks", "content_fallbacks"):
+            for index, spec in enumerate(getattr(self, kind)):
+                yield kind, index, spec
 
 
 class RelaySettings(_Section):
@@ -108,31 +321,136 @@ class RelaySettings(_Section):
     models: dict[str, GroupSettings] = Field(min_length=1)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     redis_url: str | None = None
-    cost_tracking: bool = True
     catalog: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    providers: dict[str, str] = Field(default_factory=dict)
+    """More provider adapters: name → ``package.module:Class`` (see the module docstring)."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("providers")
+    @classmethod
+    def _importable(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for name, path in value.items():
+            try:
+                import_factory(path)
+            except ValueError as exc:
+                problems.append(_error((name,), str(exc), path))
+        if problems:
+            raise ValidationError.from_exception_data("providers", problems)
+        return value
+
+    @field_validator("catalog")
+    @classmethod
+    def _valid_catalog(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if value:
+            try:
+                Catalog.default().extend(value, source="")
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix(": ")) from None
+        return value
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> Self:
+        tiers = _tiers(self.model_catalog())
+        problems: list[InitErrorDetails] = []
+        top_level_for: set[str] = set()
+        for group, settings in self.models.items():
+            for kind, index, spec in settings.deployments():
+                known = tiers.get(spec.provider, set())
+                if spec.tier is None:
+                    if known and self.tier not in known:
+                        top_level_for.add(spec.provider)
+                elif spec.tier not in known:
+                    loc = ("models", group, kind, index, "tier")
+                    problems.append(_error(loc, _unknown_tier(spec.tier, spec.provider, known),
+                                           spec.tier))  # fmt: skip
+        for provider in sorted(top_level_for):
+            message = _unknown_tier(self.tier, provider, tiers[provider])
+            problems.append(_error(("tier",), message, self.tier))
+        if problems:
+            raise ValidationError.from_exception_data("RelaySettings", problems)
+        return self
+
+    def model_catalog(self) -> Catalog:
+        """The shipped catalog with this configuration's ``catalog:`` entries laid over it."""
+        return Catalog.default().extend(self.catalog) if self.catalog else Catalog.default()
+
+    def provider_factories(self) -> dict[str, ProviderFactory]:
+        """The adapters registered under ``providers:``."""
+        return {name: import_factory(path) for name, path in self.providers.items()}
 
 
-def parse_settings(raw: Any, source: str) -> RelaySettings:
-    """Validate ``raw`` (already-parsed YAML) from ``source`` into settings."""
+def _tiers(catalog: Catalog) -> dict[str, set[str]]:
+    """Per provider, the tiers at least one of its models has limits for."""
+    tiers: dict[str, set[str]] = {}
+    for info in catalog:
+        tiers.setdefault(info.provider, set()).update(info.limits)
+    return tiers
+
+
+def _unknown_tier(tier: str, provider: str, known: set[str]) -> str:
+    if not known:
+        return f"unknown tier {tier!r}: the catalog has no tiers for {provider}"
+    return f"unknown tier {tier!r} for {provider} (known: {', '.join(sorted(known))})"
+
+
+def import_factory(path: str) -> ProviderFactory:
+    """The class or factory at ``package.module:name``; ``ValueError`` saying what failed."""
+    module_name, _, attribute = path.strip().partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"expected 'package.module:ClassName', got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
+    found = getattr(module, attribute, None)
+    if not callable(found):
+        raise ValueError(f"{module_name!r} has no class or factory named {attribute!r}")
+    factory: ProviderFactory = found
+    return factory
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def parse_settings(
+    raw: Any, source: str, *, providers: Mapping[str, ProviderFactory] | None = None
+) -> RelaySettings:
+    """Validate ``raw`` (already-parsed YAML) from ``source`` into settings.
+
+    ``providers`` are adapters registered in code (:meth:`LLMBuilder.with_provider`):
+    deployments may name them as well as the built-in ones and those under ``providers:``.
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
         )
     data = _lower_keys(_substitute(raw, source, ""))
+    known = set(default_registry()) | {name.lower() for name in providers or {}}
+    if isinstance(data.get("providers"), Mapping):
+        known |= set(data["providers"])
     try:
-        return RelaySettings.model_validate(data)
+        return RelaySettings.model_validate(data, context={"providers": known})
     except ValidationError as exc:
         problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
+            + err["msg"].removeprefix("Value error, ")
             + (f" (got {err['input']!r})" if _shows_input(err) else "")
             for err in exc.errors()
         ]
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
-def load_settings(path: str | Path) -> RelaySettings:
-    """Read and validate a YAML configuration file."""
+def load_settings(
+    path: str | Path, *, providers: Mapping[str, ProviderFactory] | None = None
+) -> RelaySettings:
+    """Read and validate a YAML configuration file (``providers``: see :func:`parse_settings`)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -140,11 +458,12 @@ def load_settings(path: str | Path) -> RelaySettings:
         raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_settings(raw, str(path))
+    return parse_settings(raw, str(path), providers=providers)
 
 
 def _shows_input(err: Any) -> bool:
-    return err["type"] not in ("missing", "extra_forbidden") and not isinstance(
+    """Whether to add ``(got …)``: not for our own messages, which say what came."""
+    return err["type"] not in ("missing", "extra_forbidden", "value_error") and not isinstance(
         err.get("input"), dict | list
     )
 
@@ -183,12 +502,17 @@ def _lower_keys(value: Any) -> Any:
 
 
 __all__ = [
+    "PACING",
     "BreakerSettings",
     "DeploymentSettings",
     "GroupSettings",
     "RelaySettings",
     "RoutingSettings",
     "SchedulerSettings",
+    "TimeoutSettings",
+    "build",
+    "derived",
+    "import_factory",
     "load_settings",
     "parse_settings",
 ]

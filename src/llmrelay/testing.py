@@ -81,6 +81,7 @@ class SimulatorHandle:
             "output_tokens": 0,
             "cost_usd": 0.0,
             "refused": {},
+            "refused_by_limit": {},
         }
 
     def reset(self) -> None:
@@ -99,8 +100,32 @@ class SimulatorHandle:
         """Inject faults: ``{"500": 0.2, "stream_cut": 1.0}``; ``{}`` clears them."""
         self.set_model(model, faults=dict(faults))
 
-    def set_limits(self, model: str, *, rpm: int | None = None, tpm: int | None = None) -> None:
-        self.set_model(model, rpm=rpm, tpm=tpm)
+    def set_limits(
+        self,
+        model: str,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        itpm: int | None = None,
+        otpm: int | None = None,
+        rpd: int | None = None,
+        short_window_s: float | None = None,
+    ) -> None:
+        """Replace a model's limits; those not given are lifted.
+
+        ``itpm`` / ``otpm`` are Anthropic's input / output tokens per minute. Every
+        per-minute limit is also enforced over the short window, ``short_window_s`` seconds
+        (``None``: the config's, 1 s by default; 0: the minute only).
+        """
+        self.set_model(
+            model,
+            rpm=rpm,
+            tpm=tpm,
+            itpm=itpm,
+            otpm=otpm,
+            rpd=rpd,
+            short_window_s=short_window_s,
+        )
 
 
 @contextlib.contextmanager

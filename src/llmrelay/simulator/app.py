@@ -1,4 +1,9 @@
-"""The simulator as one ASGI app serving every wire format on one port."""
+"""The simulator as one ASGI app serving every wire format on one port.
+
+Besides the chat endpoints it serves what clients ask local servers about their models:
+Ollama's ``POST /api/show`` and ``GET /api/tags``, vLLM's and llama.cpp's ``GET /v1/models``
+(with ``max_model_len`` / ``meta.n_ctx_train``) and llama.cpp's ``GET /props``.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,27 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import msgspec
 
 from llmrelay.errors import ConfigError
-from llmrelay.simulator.config import FaultKind, ModelSpec, SimulatorConfig
+from llmrelay.simulator.config import Api, FaultKind, ModelSpec, SimulatorConfig
 from llmrelay.simulator.engine import Engine, Reply, SimRequest
-from llmrelay.simulator.state import Ledger, Limiter
+from llmrelay.simulator.state import Admission, Ledger, Limiter, Quota, Refusal
 from llmrelay.simulator.wire.anthropic import AnthropicWire
 from llmrelay.simulator.wire.base import BadInput, ErrorContext, ErrorKind, Headers, WireApi
 from llmrelay.simulator.wire.gemini import GeminiWire
+from llmrelay.simulator.wire.local import KEYLESS, LOCAL_KEY, llamacpp_props, ollama_show
 from llmrelay.simulator.wire.ollama import OllamaWire
 from llmrelay.simulator.wire.openai import OpenAIWire
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Handler = Callable[["_Call"], Awaitable[None]]
 
 _encode = msgspec.json.Encoder().encode
@@ -100,14 +106,24 @@ class _Call:
 
 
 class Simulator:
-    """Serves OpenAI, Anthropic, Gemini and Ollama wire formats for the configured models."""
+    """Serves OpenAI, Anthropic, Gemini and Ollama wire formats for the configured models.
 
-    def __init__(self, config: SimulatorConfig, *, clock: Callable[[], float] = time.monotonic):
+    ``clock`` (monotonic seconds) drives latency, minute buckets and short windows;
+    ``wall`` (epoch seconds) says which day it is for requests-per-day limits.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self._initial = config
         self.config = config
         self._clock = clock
         self.engine = Engine()
-        self.limiter = Limiter(clock)
+        self.limiter = Limiter(clock, wall)
         self.ledger = Ledger()
         self._rng = random.Random(config.seed)
         self._next_id = 0
@@ -127,6 +143,8 @@ class Simulator:
             ("GET", re.compile(r"/v1/models"), self._list_v1_models(openai, anthropic)),
             ("GET", re.compile(r"/v1(?:beta)?/models"), self._models(gemini)),
             ("GET", re.compile(r"/api/tags"), self._models(ollama)),
+            ("POST", re.compile(r"/api/show"), self._show),
+            ("GET", re.compile(r"/props"), self._props),
             ("GET", re.compile(r"/_sim/ledger"), self._ledger),
             ("POST", re.compile(r"/_sim/reset"), self._reset),
             ("GET", re.compile(r"/_sim/config"), self._get_config),
@@ -197,6 +215,36 @@ class Simulator:
 
         return handler
 
+    async def _show(self, call: _Call) -> None:
+        """Ollama's ``POST /api/show``: details, architecture and context length of a model."""
+        try:
+            body = msgspec.json.decode(await call.body())
+        except msgspec.DecodeError:
+            await call.respond(400, {"error": "invalid character in request body"})
+            return
+        name = body.get("model") or body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            await call.respond(400, {"error": "model is required"})
+            return
+        spec = self.config.model(name)
+        if spec is None or spec.api != "ollama":
+            await call.respond(404, {"error": f"model '{name}' not found"})
+            return
+        await call.respond(200, ollama_show(spec))
+
+    async def _props(self, call: _Call) -> None:
+        """llama.cpp's ``GET /props`` (``?model=`` picks one of several llama.cpp models)."""
+        wanted = call.query.get("model")
+        specs = [s for s in self.config.models if s.api == "llamacpp"]
+        spec = next((s for s in specs if wanted in (None, s.name)), None)
+        if spec is None:
+            message = f"model '{wanted}' not found" if wanted else "no llama.cpp model is loaded"
+            await call.respond(
+                404, {"error": {"code": 404, "message": message, "type": "not_found_error"}}
+            )
+            return
+        await call.respond(200, llamacpp_props(spec))
+
     def _list_v1_models(self, openai: WireApi, anthropic: WireApi) -> Handler:
         async def handler(call: _Call) -> None:
             headers = call.headers
@@ -232,28 +280,36 @@ class Simulator:
         error = wire.error(kind, ctx)
         await call.respond(error.status, error.body, [*headers, *error.headers])
 
+    def _parse(
+        self, wire: WireApi, raw: bytes, call: _Call
+    ) -> tuple[SimRequest | None, ErrorContext | None]:
+        try:
+            return wire.parse(msgspec.json.decode(raw), call.path, call.query), None
+        except msgspec.DecodeError:
+            return None, ErrorContext(message="We could not parse the JSON body of your request.")
+        except BadInput as exc:
+            return None, ErrorContext(message=str(exc))
+
     async def _chat(self, wire: WireApi, call: _Call) -> None:
-        headers, query = call.headers, call.query
         raw = await call.body()
-        key = wire.api_key(headers, query)
-        if key is None and (key := wire.missing_key()) is None:
+        key = wire.api_key(call.headers, call.query) or wire.missing_key()
+        request, problem = self._parse(wire, raw, call)
+        spec = self.config.model(request.model) if request is not None else None
+        api: Api | Literal[""] = spec.api if spec is not None else ""
+        if key is None and api in KEYLESS:  # vLLM and llama.cpp check no key unless given one
+            key = LOCAL_KEY
+        if key is None:
             self.ledger.refused("(none)", call.path.get("model", ""), "401")
-            await self._fail(wire, call, ErrorKind.AUTH_MISSING, ErrorContext())
+            await self._fail(wire, call, ErrorKind.AUTH_MISSING, ErrorContext(api=api))
             return
         if key.startswith("invalid-"):
             self.ledger.refused(key, call.path.get("model", ""), "401")
-            await self._fail(wire, call, ErrorKind.AUTH_INVALID, ErrorContext(message=key))
+            ctx = ErrorContext(message=key, api=api)
+            await self._fail(wire, call, ErrorKind.AUTH_INVALID, ctx)
             return
-        try:
-            request = wire.parse(msgspec.json.decode(raw), call.path, query)
-        except msgspec.DecodeError:
-            ctx = ErrorContext(message="We could not parse the JSON body of your request.")
-            await self._fail(wire, call, ErrorKind.BAD_REQUEST, ctx)
+        if request is None:
+            await self._fail(wire, call, ErrorKind.BAD_REQUEST, problem or ErrorContext())
             return
-        except BadInput as exc:
-            await self._fail(wire, call, ErrorKind.BAD_REQUEST, ErrorContext(message=str(exc)))
-            return
-        spec = self.config.model(request.model)
         if spec is None or spec.api not in wire.serves:
             self.ledger.refused(key, request.model, "404")
             await self._fail(wire, call, ErrorKind.NOT_FOUND, ErrorContext(model=request.model))
@@ -266,37 +322,72 @@ class Simulator:
         model = spec.name
         input_tokens = self.engine.prompt_tokens(request)
         asked = request.max_tokens or 0
-        ctx = ErrorContext(model=model, input_tokens=input_tokens, max_tokens=asked)
+        ctx = ErrorContext(model=model, input_tokens=input_tokens, max_tokens=asked, api=spec.api)
         if asked > spec.max_output_tokens:
             ctx.limit = spec.max_output_tokens
             self.ledger.refused(key, model, "400")
             await self._fail(wire, call, ErrorKind.MAX_TOKENS, ctx)
             return
-        if input_tokens + asked > spec.context_window:
+        if spec.api == "llamacpp":  # llama.cpp checks the prompt, then generates until n_ctx
+            room = spec.context_window - input_tokens
+            request.max_tokens = min(request.max_tokens or room, room) if room > 0 else None
+        if input_tokens + (0 if spec.api == "llamacpp" else asked) > spec.context_window:
             ctx.limit = spec.context_window
             self.ledger.refused(key, model, "400")
             await self._fail(wire, call, ErrorKind.CONTEXT, ctx)
             return
-        reserved = input_tokens + asked
-        ctx.refusal = self.limiter.admit(key, model, spec.rpm, spec.tpm, reserved)
-        if ctx.refusal is not None:
-            self.ledger.refused(key, model, "429")
-            window = wire.limit_headers(self.limiter.window(key, model, spec.rpm, spec.tpm))
+        quota = self._quota(spec)
+        admitted = self.limiter.admit(key, model, quota, input_tokens, asked)
+        if isinstance(admitted, Refusal):
+            ctx.refusal = admitted
+            self.ledger.limited(key, model, admitted)
+            window = wire.limit_headers(self.limiter.window(key, model, quota))
             await self._fail(wire, call, ErrorKind.RATE_LIMIT, ctx, window)
             return
-        limit_headers = wire.limit_headers(self.limiter.window(key, model, spec.rpm, spec.tpm))
+        await self._answer(wire, call, key, spec, request, ctx, quota, admitted)
+
+    def _quota(self, spec: ModelSpec) -> Quota:
+        return Quota(
+            rpm=spec.rpm,
+            tpm=spec.tpm,
+            itpm=spec.itpm,
+            otpm=spec.otpm,
+            rpd=spec.rpd,
+            window_s=self.config.window_s(spec),
+            day_zone=spec.day_zone,
+        )
+
+    async def _answer(
+        self,
+        wire: WireApi,
+        call: _Call,
+        key: str,
+        spec: ModelSpec,
+        request: SimRequest,
+        ctx: ErrorContext,
+        quota: Quota,
+        admitted: Admission,
+    ) -> None:
+        """Answer an admitted request (or fail it with a drawn fault) and bill it.
+
+        The limit headers are taken after the unused tokens went back, as the provider
+        reports its buckets when it answers.
+        """
+        model, input_tokens, asked = spec.name, ctx.input_tokens, ctx.max_tokens
         fault = self._draw_fault(spec, request.stream)
         if fault == "slow":  # the latency tail: a normal answer, late
             await asyncio.sleep(self.config.slow_s)
             fault = None
         if fault is not None and fault not in _STREAM_FAULTS:
-            self.limiter.give_back(key, model, spec.tpm, reserved)
+            self.limiter.give_back(admitted, input_tokens, asked)
             self.ledger.refused(key, model, f"fault:{fault}")
-            await self._inject(wire, call, fault, ctx, limit_headers, request.stream)
+            headers = wire.limit_headers(self.limiter.window(key, model, quota))
+            await self._inject(wire, call, fault, ctx, headers, request.stream)
             return
         reply = self.engine.reply(request, spec, self.config.scripts, input_tokens)
         # Unused max_tokens comes back; without max_tokens the output is charged now.
-        self.limiter.give_back(key, model, spec.tpm, reserved - input_tokens - reply.output_tokens)
+        self.limiter.give_back(admitted, 0, asked - reply.output_tokens)
+        limit_headers = wire.limit_headers(self.limiter.window(key, model, quota))
         if request.stream:
             delivered = await self._stream(wire, call, spec, request, reply, fault, limit_headers)
             if fault is not None:

@@ -13,11 +13,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmrelay.errors import ConfigError
 
-Api = Literal["openai", "anthropic", "gemini", "ollama"]
+Api = Literal["openai", "anthropic", "gemini", "ollama", "vllm", "llamacpp"]
+"""Which server a model is served as: a hosted API, or a local server (Ollama, vLLM,
+llama.cpp) whose own endpoints report its models and context sizes."""
+
+LOCAL_APIS: frozenset[Api] = frozenset({"ollama", "vllm", "llamacpp"})
+DAY_ZONES: Mapping[Api, str] = {"gemini": "America/Los_Angeles"}
+"""Where a provider's day starts (its RPD counter resets at midnight there); UTC otherwise."""
 FaultKind = Literal[
     "500",
     "503",
@@ -59,7 +72,13 @@ class Script(_Strict):
 
 
 class ModelSpec(_Strict):
-    """One simulated model."""
+    """One simulated model.
+
+    Limits are per API key: ``rpm`` requests, ``tpm`` tokens (prompt + ``max_tokens``)
+    per minute; ``itpm`` / ``otpm`` input / output tokens per minute, as Anthropic
+    counts them (Anthropic models only); ``rpd`` requests per day. ``short_window_s``
+    overrides the config's short window for this model (``None``: the config's).
+    """
 
     name: str = Field(min_length=1)
     api: Api
@@ -67,6 +86,10 @@ class ModelSpec(_Strict):
     max_output_tokens: int = Field(gt=0)
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
+    itpm: int | None = Field(default=None, gt=0)
+    otpm: int | None = Field(default=None, gt=0)
+    rpd: int | None = Field(default=None, gt=0)
+    short_window_s: float | None = Field(default=None, ge=0, le=60)
     ttft_ms: float = Field(default=0.0, ge=0)
     tokens_per_s: float = Field(default=0.0, ge=0, description="0 means instantaneous")
     faults: dict[FaultKind, float] = Field(default_factory=dict)
@@ -84,6 +107,19 @@ class ModelSpec(_Strict):
             raise ValueError("fault probabilities add up to more than 1")
         return value
 
+    @model_validator(mode="after")
+    def _split_token_limits(self) -> ModelSpec:
+        if self.api != "anthropic" and (self.itpm or self.otpm):
+            raise ValueError(
+                f"itpm and otpm are Anthropic's limits; a model of api {self.api!r} takes tpm"
+            )
+        return self
+
+    @property
+    def day_zone(self) -> str:
+        """The time zone whose midnight resets this model's requests-per-day counter."""
+        return DAY_ZONES.get(self.api, "UTC")
+
 
 class SimulatorConfig(_Strict):
     """The whole simulator: models plus global knobs."""
@@ -99,6 +135,12 @@ class SimulatorConfig(_Strict):
     scripts: tuple[Script, ...] = Field(
         default=(), description="scripted replies shared by every model, tried after its own"
     )
+    short_window_s: float | None = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="also enforce limit/60 a second over this window (0 or null: the minute only)",
+    )
 
     @field_validator("models")
     @classmethod
@@ -111,10 +153,20 @@ class SimulatorConfig(_Strict):
         return value
 
     def model(self, name: str) -> ModelSpec | None:
+        """The model called ``name``; Ollama names without a tag mean ``:latest``, as there."""
         for spec in self.models:
             if spec.name == name:
                 return spec
+        base, _, tag = name.partition(":")
+        for spec in self.models:
+            if spec.api == "ollama" and _ollama_name(spec.name) == f"{base}:{tag or 'latest'}":
+                return spec
         return None
+
+    def window_s(self, spec: ModelSpec) -> float:
+        """The short window enforced for ``spec`` in seconds (0: the minute only)."""
+        window = self.short_window_s if spec.short_window_s is None else spec.short_window_s
+        return window or 0.0
 
     def patched(self, patch: Mapping[str, Any]) -> SimulatorConfig:
         """A copy with ``patch`` applied: models are merged by name, other keys replaced."""
@@ -132,6 +184,10 @@ class SimulatorConfig(_Strict):
                 by_name[entry["name"]] = {**by_name.get(entry["name"], {}), **entry}
         data["models"] = list(by_name.values())
         return validate_config(data, source="POST /_sim/config")
+
+
+def _ollama_name(name: str) -> str:
+    return name if ":" in name else f"{name}:latest"
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
 
 from llmrelay.simulator.config import Api, ModelSpec
 from llmrelay.simulator.engine import Reply, SimMessage, SimRequest, SimTool
-from llmrelay.simulator.state import Window
+from llmrelay.simulator.state import Gauge, Refusal, Window
 from llmrelay.simulator.wire.base import (
     BadInput,
     ErrorContext,
@@ -29,9 +29,46 @@ def _error(type_: str, message: str) -> Any:
     return {"type": "error", "error": {"type": type_, "message": message}}
 
 
-def _reset_at(seconds: float) -> str:
-    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+def _reset_at(wall: float, seconds: float) -> str:
+    """The RFC 3339 instant ``seconds`` after ``wall`` (epoch seconds), rounded up."""
+    moment = datetime.fromtimestamp(math.ceil(wall + seconds), UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_LIMIT_UNITS = {
+    "requests": "requests per minute",
+    "tokens": "tokens per minute",
+    "input_tokens": "input tokens per minute",
+    "output_tokens": "output tokens per minute",
+    "requests_per_day": "requests per day",
+}
+
+
+def _limit_message(refusal: Refusal | None) -> str:
+    limit = f" of {refusal.limit:,} {_LIMIT_UNITS[refusal.kind]}" if refusal else ""
+    return (
+        f"This request would exceed the rate limit for your organization (org-simulator){limit}. "
+        "For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the "
+        "response headers for current usage. Please reduce the prompt length or the maximum "
+        "tokens requested, or try again later."
+    )
+
+
+def _total_tokens(window: Window) -> Gauge | None:
+    """What ``anthropic-ratelimit-tokens-*`` report: a combined limit when one is set,
+    else input and output together (Anthropic: "the total tokens remaining, where total is
+    the sum of input and output tokens", when no stricter workspace limit applies)."""
+    combined = window.get("tokens")
+    if combined is not None:
+        return combined
+    parts = [g for g in (window.get("input_tokens"), window.get("output_tokens")) if g]
+    if not parts:
+        return None
+    return Gauge(
+        limit=sum(g.limit for g in parts),
+        remaining=sum(g.remaining for g in parts),
+        reset_s=max(g.reset_s for g in parts),
+    )
 
 
 def _message(index: int, raw: Any, names: dict[str, str]) -> list[SimMessage]:
@@ -137,16 +174,10 @@ class AnthropicWire:
                 ),
             )
         if kind is ErrorKind.RATE_LIMIT:
-            refusal = ctx.refusal
-            wait = refusal.retry_after_s if refusal else 1.0
-            what = "input tokens" if refusal and refusal.kind == "tokens" else "requests"
-            limit = f" of {refusal.limit} {what} per minute" if refusal else ""
-            message = (
-                f"This request would exceed the rate limit for your organization{limit}. "
-                "For details, refer to: https://docs.claude.com/en/api/rate-limits."
-            )
+            wait = ctx.refusal.retry_after_s if ctx.refusal else 1.0
             headers = [("retry-after", str(max(1, math.ceil(wait))))]
-            return HttpError(429, _error("rate_limit_error", message), headers)
+            body = _error("rate_limit_error", _limit_message(ctx.refusal))
+            return HttpError(429, body, headers)
         if kind is ErrorKind.OVERLOADED:
             return HttpError(529, _error("overloaded_error", "Overloaded"))
         if kind is ErrorKind.UNAVAILABLE:
@@ -154,19 +185,21 @@ class AnthropicWire:
         return HttpError(500, _error("api_error", "Internal server error"))
 
     def limit_headers(self, window: Window) -> Headers:
+        """``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*``; resets are
+        RFC 3339 instants when the bucket is full again."""
+        gauges = {
+            "requests": window.get("requests"),
+            "tokens": _total_tokens(window),
+            "input-tokens": window.get("input_tokens"),
+            "output-tokens": window.get("output_tokens"),
+        }
         headers: list[tuple[str, str]] = []
-        if window.requests_limit is not None:
-            headers += [
-                ("anthropic-ratelimit-requests-limit", str(window.requests_limit)),
-                ("anthropic-ratelimit-requests-remaining", str(window.requests_remaining)),
-                ("anthropic-ratelimit-requests-reset", _reset_at(window.requests_reset_s)),
-            ]
-        if window.tokens_limit is not None:
-            for prefix in ("tokens", "input-tokens"):
+        for prefix, gauge in gauges.items():
+            if gauge is not None:
                 headers += [
-                    (f"anthropic-ratelimit-{prefix}-limit", str(window.tokens_limit)),
-                    (f"anthropic-ratelimit-{prefix}-remaining", str(window.tokens_remaining)),
-                    (f"anthropic-ratelimit-{prefix}-reset", _reset_at(window.tokens_reset_s)),
+                    (f"anthropic-ratelimit-{prefix}-limit", str(gauge.limit)),
+                    (f"anthropic-ratelimit-{prefix}-remaining", str(gauge.remaining)),
+                    (f"anthropic-ratelimit-{prefix}-reset", _reset_at(window.wall, gauge.reset_s)),
                 ]
         return headers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from llmrelay.simulator.config import Api, ModelSpec
 from llmrelay.simulator.engine import Reply, SimRequest
@@ -37,6 +37,9 @@ class ErrorContext:
     max_tokens: int = 0
     limit: int = 0
     refusal: Refusal | None = None
+    api: Api | Literal[""] = ""
+    """The api of the model the request named ("" when unknown): an OpenAI-wire error reads
+    differently from vLLM or llama.cpp."""
 
 
 @dataclass(slots=True)

@@ -23,6 +23,12 @@ _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 _METHODS = ("generateContent", "streamGenerateContent")
 _GOOGLE_RPC = "type.googleapis.com/google.rpc."
 _QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_"
+_QUOTAS: dict[str, tuple[str, str]] = {
+    "requests": ("requests", "GenerateRequestsPerMinutePerProjectPerModel"),
+    "tokens": ("input_token_count", "GenerateContentInputTokensPerModelPerMinute"),
+    "requests_per_day": ("requests", "GenerateRequestsPerDayPerProjectPerModel"),
+}
+"""Which quota a refusal names, per limit (Gemini has no separate input/output limits)."""
 
 
 def _error(code: int, status: str, message: str, details: list[Any] | None = None) -> HttpError:
@@ -167,14 +173,16 @@ class GeminiWire:
         if kind is ErrorKind.RATE_LIMIT:
             refusal = ctx.refusal
             wait = refusal.retry_after_s if refusal else 1.0
-            metric = "input_token_count" if refusal and refusal.kind == "tokens" else "requests"
+            metric, quota_id = _QUOTAS.get(
+                refusal.kind if refusal else "requests", _QUOTAS["tokens"]
+            )
             details = [
                 {
                     "@type": _GOOGLE_RPC + "QuotaFailure",
                     "violations": [
                         {
                             "quotaMetric": _QUOTA_METRIC + metric,
-                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                            "quotaId": quota_id,
                             "quotaDimensions": {"location": "global", "model": ctx.model},
                             "quotaValue": str(refusal.limit if refusal else 0),
                         }

@@ -1,4 +1,11 @@
-"""Ollama's native chat API (``POST /api/chat``, NDJSON stream) as a local Ollama serves it."""
+"""Ollama's native chat API (``POST /api/chat``, NDJSON stream) as a local Ollama serves it.
+
+One difference on purpose: a real Ollama silently truncates a prompt longer than the
+model's context (``num_ctx``), keeping its end, and answers 200. The simulator answers
+400 instead ("the input length exceeds the context length"), so that a prompt that does
+not fit is visible to the caller rather than answered from a cut conversation. Clients
+learn the context from ``POST /api/show`` (:func:`~llmrelay.simulator.wire.local.ollama_show`).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +26,9 @@ from llmrelay.simulator.wire.base import (
     HttpError,
     require,
 )
+from llmrelay.simulator.wire.local import LOCAL_KEY, ollama_tag
 
 _json = msgspec.json.Encoder()
-_LOCAL_KEY = "(local)"
 
 
 def _now() -> str:
@@ -44,7 +51,7 @@ class OllamaWire:
         return token.strip() or None if scheme.lower() == "bearer" else None
 
     def missing_key(self) -> str | None:
-        return _LOCAL_KEY
+        return LOCAL_KEY
 
     def parse(self, body: Any, path: dict[str, str], query: dict[str, str]) -> SimRequest:
         model = require(body, "model", str)
@@ -145,20 +152,9 @@ class OllamaWire:
         return _OllamaStream(request, reply)
 
     def models(self, specs: list[ModelSpec]) -> Any:
-        return {
-            "models": [
-                {
-                    "name": s.name,
-                    "model": s.name,
-                    "modified_at": _now(),
-                    "size": 0,
-                    "digest": "",
-                    "details": {"format": "gguf"},
-                }
-                for s in specs
-                if s.api == "ollama"
-            ]
-        }
+        """``GET /api/tags``: every Ollama model under its tagged name."""
+        modified = _now()
+        return {"models": [ollama_tag(s, modified) for s in specs if s.api == "ollama"]}
 
 
 class _OllamaStream:

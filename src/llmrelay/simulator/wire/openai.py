@@ -1,4 +1,9 @@
-"""OpenAI chat completions (``POST /v1/chat/completions``) as api.openai.com serves it."""
+"""OpenAI chat completions (``POST /v1/chat/completions``) as api.openai.com serves it.
+
+The same wire serves the OpenAI-compatible endpoints of local servers: Ollama's ``/v1``,
+vLLM and llama.cpp, whose model listings and errors follow their own servers
+(:mod:`llmrelay.simulator.wire.local`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import msgspec
 
 from llmrelay.simulator.config import Api, ModelSpec
 from llmrelay.simulator.engine import Reply, SimMessage, SimRequest, SimTool
-from llmrelay.simulator.state import Window
+from llmrelay.simulator.state import Refusal, Window
 from llmrelay.simulator.wire.base import (
     BadInput,
     ErrorContext,
@@ -20,6 +25,7 @@ from llmrelay.simulator.wire.base import (
     require,
     text_of,
 )
+from llmrelay.simulator.wire.local import local_error, openai_model
 
 _json = msgspec.json.Encoder()
 
@@ -37,11 +43,35 @@ def _error(message: str, type_: str, code: str | None, param: str | None = None)
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+_UNITS = {
+    "requests": "requests per min (RPM)",
+    "tokens": "tokens per min (TPM)",
+    "requests_per_day": "requests per day (RPD)",
+}
+
+
+def _limit_message(model: str, refusal: Refusal) -> str:
+    unit = _UNITS.get(refusal.kind, refusal.kind.replace("_", " ") + " per min")
+    if refusal.too_large:
+        return (
+            f"Request too large for {model} in organization org-simulator on {unit}: "
+            f"Limit {refusal.limit}, Requested {refusal.requested}. The input or output tokens "
+            "must be reduced in order to run successfully. Visit "
+            "https://platform.openai.com/account/rate-limits to learn more."
+        )
+    return (
+        f"Rate limit reached for {model} in organization org-simulator on {unit}: "
+        f"Limit {refusal.limit}, Used {refusal.used}, Requested {refusal.requested}. "
+        f"Please try again in {go_duration(refusal.retry_after_s)}. Visit "
+        "https://platform.openai.com/account/rate-limits to learn more."
+    )
+
+
 class OpenAIWire:
-    """Serves OpenAI models, and Ollama models through Ollama's OpenAI-compatible ``/v1``."""
+    """Serves OpenAI models, and local models through their OpenAI-compatible ``/v1``."""
 
     api: ClassVar[Api] = "openai"
-    serves: ClassVar[frozenset[Api]] = frozenset({"openai", "ollama"})
+    serves: ClassVar[frozenset[Api]] = frozenset({"openai", "ollama", "vllm", "llamacpp"})
     stream_content_type: ClassVar[str] = "text/event-stream; charset=utf-8"
 
     def api_key(self, headers: dict[str, str], query: dict[str, str]) -> str | None:
@@ -110,6 +140,8 @@ class OpenAIWire:
                 ),
             )
         if kind is ErrorKind.AUTH_INVALID:
+            if (local := local_error("auth", ctx)) is not None:
+                return local
             return HttpError(
                 401,
                 _error(
@@ -131,6 +163,8 @@ class OpenAIWire:
         if kind is ErrorKind.BAD_REQUEST:
             return HttpError(400, _error(ctx.message, "invalid_request_error", None))
         if kind is ErrorKind.CONTEXT:
+            if (local := local_error("context", ctx)) is not None:
+                return local
             return HttpError(
                 400,
                 _error(
@@ -179,22 +213,16 @@ class OpenAIWire:
 
     def _rate_limit(self, ctx: ErrorContext) -> HttpError:
         refusal = ctx.refusal
-        if refusal is None:
-            wait, detail = 1.0, "Please try again in 1s."
+        if refusal is None:  # an injected fault: no limit was reached
+            wait = 1.0
+            message = (
+                f"Rate limit reached for {ctx.model} in organization org-simulator on "
+                "requests per min (RPM). Please try again in 1s."
+            )
         else:
-            wait = refusal.retry_after_s
-            unit = (
-                "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
-            )
-            detail = (
-                f"on {unit}: Limit {refusal.limit}, Requested {refusal.requested}. "
-                f"Please try again in {go_duration(wait)}."
-            )
-        body = _error(
-            f"Rate limit reached for {ctx.model} in organization org-simulator {detail}",
-            refusal.kind if refusal else "requests",
-            "rate_limit_exceeded",
-        )
+            wait, message = refusal.retry_after_s, _limit_message(ctx.model, refusal)
+        kind = "requests" if refusal is None or "requests" in refusal.kind else "tokens"
+        body = _error(message, kind, "rate_limit_exceeded")
         headers = [
             ("retry-after", str(max(1, math.ceil(wait)))),
             ("retry-after-ms", str(max(1, math.ceil(wait * 1000)))),
@@ -202,19 +230,16 @@ class OpenAIWire:
         return HttpError(429, body, headers)
 
     def limit_headers(self, window: Window) -> Headers:
+        """``x-ratelimit-*`` for the per-minute request and token limits (no daily ones)."""
         headers: list[tuple[str, str]] = []
-        if window.requests_limit is not None:
-            headers += [
-                ("x-ratelimit-limit-requests", str(window.requests_limit)),
-                ("x-ratelimit-remaining-requests", str(window.requests_remaining)),
-                ("x-ratelimit-reset-requests", go_duration(window.requests_reset_s)),
-            ]
-        if window.tokens_limit is not None:
-            headers += [
-                ("x-ratelimit-limit-tokens", str(window.tokens_limit)),
-                ("x-ratelimit-remaining-tokens", str(window.tokens_remaining)),
-                ("x-ratelimit-reset-tokens", go_duration(window.tokens_reset_s)),
-            ]
+        for kind in ("requests", "tokens"):
+            gauge = window.get(kind)
+            if gauge is not None:
+                headers += [
+                    (f"x-ratelimit-limit-{kind}", str(gauge.limit)),
+                    (f"x-ratelimit-remaining-{kind}", str(gauge.remaining)),
+                    (f"x-ratelimit-reset-{kind}", go_duration(gauge.reset_s)),
+                ]
         return headers
 
     @staticmethod
@@ -267,14 +292,7 @@ class OpenAIWire:
         return _OpenAIStream(self, request, reply, response_id)
 
     def models(self, specs: list[ModelSpec]) -> Any:
-        return {
-            "object": "list",
-            "data": [
-                {"id": s.name, "object": "model", "created": 0, "owned_by": "simulator"}
-                for s in specs
-                if s.api in self.serves
-            ],
-        }
+        return {"object": "list", "data": [openai_model(s) for s in specs if s.api in self.serves]}
 
 
 class _OpenAIStream:
