@@ -37,7 +37,7 @@ def _client(sim: SimulatorHandle, tag: str, hedged: bool) -> SmartLLM:
         .with_primary("openai", MODEL, api_key=f"sk-{tag}-b", name="b", **common)
     )
     if hedged:
-        builder.with_hedging(quantile=0.95, budget=0.10)
+        builder.with_hedging(hedge_quantile=0.95, hedge_budget=0.10)
     return builder.build()
 
 

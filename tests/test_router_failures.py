@@ -162,7 +162,7 @@ async def test_a_context_error_during_a_hedge_follows_the_fallback_policy(
         .with_primary("openai", **openai(simulator))
         .with_fallback("openai", **openai(simulator, "sim-huge", context_window=500000))
         .with_fallback("openai", **openai(simulator, "sim-mid", context_window=50000))
-        .with_hedging(after_s=30.0)
+        .with_hedging(hedge_after_s=30.0)
         .build()
     )
     closing.append(llm)
