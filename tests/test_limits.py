@@ -312,19 +312,21 @@ async def test_unsent_requests_leave_the_window_sent_ones_stay(
 
 
 async def test_tighten_learns_a_stricter_window(limiter: tuple[Limiter, FakeClock]) -> None:
-    """Minute-only pacing learns the 1-s window first, then halves it, down to 1/8 s."""
+    """Minute-only pacing learns the 1-s window first; then each entry is held longer (the
+    pad doubles, up to a quarter of the window)."""
     lim, _ = limiter
-    plan = short(rpm=600, short_window_s=0)
+    plan = short(rpm=600, short_window_s=0, window_pad=0.03)
     for _ in range(20):
         assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
-    assert await lim.tighten("d", plan) == 1.0
-    assert (await lim.snapshot("d", plan)).window == pytest.approx(1.0)
-    assert await lim.tighten("d", plan) == 0.5
+    assert await lim.tighten("d", plan) == pytest.approx(1.03)
+    assert (await lim.snapshot("d", plan)).window == pytest.approx(1.03)
+    assert await lim.tighten("d", plan) == pytest.approx(1.06)
     for _ in range(4):
         await lim.tighten("d", plan)
-    assert (await lim.snapshot("d", plan)).window == pytest.approx(0.125)
-    assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
-    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(0.125)
+    assert (await lim.snapshot("d", plan)).window == pytest.approx(1.25)
+    for _ in range(10):
+        assert isinstance(await lim.reserve("d", plan, cost(0, 0)), Reservation)
+    assert await lim.reserve("d", plan, cost(0, 0)) == pytest.approx(1.25)
 
 
 # -- properties -------------------------------------------------------------------------

@@ -246,7 +246,7 @@ async def test_an_upstream_429_blocks_for_retry_after_and_teaches_a_stricter_win
     assert snapshot.blocked_for == pytest.approx(retry_after)  # the still clock: all of it
     assert snapshot.window == pytest.approx(1.0 * (1 + provider.plan.pad))
     assert [e.kind for e in learned] == [EventKind.LIMIT_LEARNED]
-    assert "1-second window" in learned[0].message
+    assert "holds a short window for 1.03 s" in learned[0].message
     await provider.scheduler.aclose()
 
 

@@ -162,17 +162,20 @@ class Scheduler:
         priority: int = 0,
         deadline: float | None = None,
         can_fall_back: bool = True,
+        max_wait: float | None = None,
         ticket: int | None = None,
     ) -> Reservation:
         """Wait for ``amounts`` on deployment ``key`` and return their reservation.
 
         Higher ``priority`` goes first; ``deadline`` is an instant of the event loop's clock
         (``asyncio.get_running_loop().time()``, which is ``time.monotonic()`` on asyncio's
-        and uvloop's loops).
+        and uvloop's loops); ``max_wait`` is a caller's own, tighter bound in seconds.
         Raises :class:`WaitTooLong` at once when the projected wait exceeds the bound.
         """
         bound = self.policy.max_wait_before_fallback if can_fall_back else math.inf
         bound = min(bound, self.policy.max_wait_seconds)
+        if max_wait is not None:
+            bound = min(bound, max_wait)
         if deadline is not None:
             bound = min(bound, max(0.0, deadline - asyncio.get_running_loop().time()))
         lane = self._lanes.get(key)
@@ -266,8 +269,10 @@ class Scheduler:
 
     async def learn(self, key: str, plan: Plan, deployment: str) -> None:
         """A 429 the buckets did not predict: pace ``key`` to a stricter short window."""
-        window = await self.limiter.tighten(key, plan)
-        message = f"an unpredicted 429: pacing to a {window:g}-second window from now on"
+        held = await self.limiter.tighten(key, plan)
+        message = (
+            f"an unpredicted 429: each request now holds a short window for {held:.3g} s"
+        )
         log.warning("%s: %s", deployment, message)
         self.events.emit(Event(kind=EventKind.LIMIT_LEARNED, deployment=deployment,
                                message=message))  # fmt: skip
@@ -401,12 +406,14 @@ class ScheduledProvider:
         priority: int = 0,
         deadline: float | None = None,
         can_fall_back: bool = True,
+        max_wait: float | None = None,
         input_tokens: int | None = None,
     ) -> ChatResponse:
         """Wait for capacity, send once, settle the reservation."""
         raw, amounts = self.estimate(request, input_tokens)
-        reservation = await self._acquire(amounts, priority, deadline, can_fall_back)
+        reservation = await self._acquire(amounts, priority, deadline, can_fall_back, max_wait)
         try:
+            await self.scheduler.limiter.sent(reservation)
             response = await self.provider.send(request)
         except ProviderError as exc:
             await self._failed(reservation, exc)
@@ -424,12 +431,14 @@ class ScheduledProvider:
         priority: int = 0,
         deadline: float | None = None,
         can_fall_back: bool = True,
+        max_wait: float | None = None,
         input_tokens: int | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Wait for capacity, stream once, settle the reservation when the stream ends."""
         raw, amounts = self.estimate(request, input_tokens)
-        reservation = await self._acquire(amounts, priority, deadline, can_fall_back)
+        reservation = await self._acquire(amounts, priority, deadline, can_fall_back, max_wait)
         try:
+            await self.scheduler.limiter.sent(reservation)
             async for event in self.provider.stream(request):
                 if isinstance(event, StreamStart):
                     await self.scheduler.limiter.observe(self.key, self.plan, event.rate_limits)
@@ -449,7 +458,12 @@ class ScheduledProvider:
             _keep(reservation)
 
     async def _acquire(
-        self, amounts: Amounts, priority: int, deadline: float | None, can_fall_back: bool
+        self,
+        amounts: Amounts,
+        priority: int,
+        deadline: float | None,
+        can_fall_back: bool,
+        max_wait: float | None,
     ) -> Reservation:
         return await self.scheduler.acquire(
             self.key,
@@ -458,6 +472,7 @@ class ScheduledProvider:
             priority=priority,
             deadline=deadline,
             can_fall_back=can_fall_back,
+            max_wait=max_wait,
         )
 
     async def projected_wait(self, request: ChatRequest, input_tokens: int | None = None) -> float:

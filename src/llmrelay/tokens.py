@@ -18,9 +18,8 @@ what a provider reports and what was estimated, so a tokenizer that differs from
 
 from __future__ import annotations
 
-import collections
-
 import abc
+import collections
 import functools
 from collections.abc import Mapping
 from typing import Protocol
@@ -207,7 +206,7 @@ class Calibration:
     cl100k; once a deployment has answered ``min_samples`` times, estimates are scaled by
     the token-weighted average ratio over its last ``window`` answers. One sample is never
     enough (a one-word prompt says little about a long one), and the ratio is bounded to
-    0.5–3x so that odd answers (a cached prompt billed at zero, say) cannot make
+    0.5 to 3 times so that odd answers (a cached prompt billed at zero, say) cannot make
     reservations useless.
     """
 

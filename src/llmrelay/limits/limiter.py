@@ -29,7 +29,12 @@ class LimitBackend(Protocol):
         ...
 
     async def tighten(self, key: str, plan: Plan) -> float:
-        """Pace to a stricter short window from now on; return it in seconds."""
+        """Pace to a stricter short window from now on; return how long an entry now
+        occupies it, padded, in seconds."""
+        ...
+
+    async def stamp(self, key: str, plan: Plan, ident: str) -> None:
+        """Restart reservation ``ident``'s short-window occupancy now: it is being sent."""
         ...
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
@@ -105,6 +110,15 @@ class Limiter:
         if sent:
             back = (0.0, back[1], back[2], back[3], 0.0)
         await self.backend.give(reservation.key, reservation.plan, back, reservation.ident)
+
+    async def sent(self, reservation: Reservation) -> None:
+        """The request is leaving now: its short-window occupancy counts from here.
+
+        A burst admitted at one instant leaves over the next milliseconds (each call still
+        has to be encoded and written), and the provider counts each from its arrival; so
+        the window's clock for an entry starts when it is sent, not when it was admitted.
+        """
+        await self.backend.stamp(reservation.key, reservation.plan, reservation.ident)
 
     async def tighten(self, key: str, plan: Plan) -> float:
         """Pace ``key`` to a stricter short window (a 429 the buckets did not predict)."""

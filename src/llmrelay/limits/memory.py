@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from llmrelay.limits.plan import (
     ITPM,
+    OTPM,
     ROLLING,
     RPD,
     RPM,
@@ -34,13 +35,21 @@ answered, its buckets are not refilled (the provider may not have seen the reque
 
 DEFAULT_WINDOW_S = 1.0
 """The short window a deployment paced to the minute only learns first."""
-MIN_WINDOW_S = 0.125
-"""Learning halves the short window down to this."""
+MAX_PAD = 0.25
+"""Learning doubles a short window's pad up to this share of the window."""
 
 
-def tightened(window: float) -> float:
-    """The next stricter short window after a 429 that the limiter did not predict."""
-    return DEFAULT_WINDOW_S if not window else max(MIN_WINDOW_S, window / 2)
+def tightened(window: float, pad: float) -> tuple[float, float]:
+    """The stricter (window, pad) after a 429 that the limiter did not predict.
+
+    Paced to the minute only, the deployment learns the 1-s window providers document.
+    Already paced to a window, the 429 says entries left our window before the provider's:
+    requests reached it later than we thought, so each is held longer (the pad doubles).
+    Halving the window instead would shrink the absolute pad and make things worse.
+    """
+    if not window:
+        return DEFAULT_WINDOW_S, pad
+    return window, min(MAX_PAD, max(2 * pad, 0.01))
 
 
 @dataclass(slots=True)
@@ -68,7 +77,9 @@ class _State:
     entries: dict[str, list[float]] = field(default_factory=dict)
     """The short window's log: reservation id → [time taken, amount of each rolling limit]."""
     learned_window: float = 0.0
-    """A stricter short window learned from an unpredicted 429 (0: the plan's)."""
+    """A short window learned from an unpredicted 429 (0: the plan's)."""
+    learned_pad: float = 0.0
+    """A longer pad learned from an unpredicted 429 (0: the plan's)."""
 
     def _effective(self, plan: Plan) -> tuple[Plan, Amounts, tuple[float, float, float, float]]:
         found = self.effective
@@ -107,12 +118,15 @@ class _State:
     def window(self, plan: Plan) -> float:
         return self.learned_window or plan.window
 
+    def pad(self, plan: Plan) -> float:
+        return self.learned_pad or plan.pad
+
     def snapshot(self, plan: Plan, now: float, day_left: float) -> Snapshot:
         levels = (self.levels[0], self.levels[1], self.levels[2], self.levels[3])
         caps, rates = self.caps(plan), self.rates(plan)
         window = self.window(plan)
         shorts = short_caps(plan, caps, rates, window)
-        padded = window * (1 + plan.pad)
+        padded = window * (1 + self.pad(plan))
         return Snapshot(
             levels=levels,
             caps=caps,
@@ -177,16 +191,15 @@ class _State:
             self.learned_rates[RPM] = info.requests_limit / 60.0
         if info.requests_remaining is not None:
             self._lower(RPM, info.requests_remaining - margin)
-        # A combined token figure governs tpm; where only input tokens are limited
-        # (Anthropic's ITPM), it governs that bucket instead.
-        tokens = ITPM if not plan.caps[TPM] and plan.caps[ITPM] else TPM
-        if info.tokens_limit:
-            self.learned_caps[tokens] = math.floor(info.tokens_limit * (1 - plan.token_margin))
-            self.learned_rates[tokens] = info.tokens_limit / 60.0
-        if info.tokens_remaining is not None:
-            cap = self.caps(plan)[tokens]
-            held = cap / (1 - plan.token_margin) * plan.token_margin if cap else 0.0
-            self._lower(tokens, info.tokens_remaining - held)
+        for i, limit, remaining in _token_figures(plan, info):
+            if limit:
+                self.learned_caps[i] = math.floor(limit * (1 - plan.token_margin))
+                self.learned_rates[i] = limit / 60.0
+                self.effective = None
+            if remaining is not None:
+                cap = self.caps(plan)[i]
+                held = cap / (1 - plan.token_margin) * plan.token_margin if cap else 0.0
+                self._lower(i, remaining - held)
         self.effective = None
         caps = self.caps(plan)
         for i in ROLLING:
@@ -196,6 +209,26 @@ class _State:
     def _lower(self, i: int, remaining: float) -> None:
         level = self.levels[i]
         self.levels[i] = remaining if math.isnan(level) else min(level, remaining)
+
+
+def _token_figures(plan: Plan, info: RateLimitInfo) -> list[tuple[int, int | None, int | None]]:
+    """Which bucket each reported token figure governs: (dimension, limit, remaining).
+
+    Anthropic reports input and output tokens apart (ITPM, OTPM) and their sum as "tokens";
+    the sum governs TPM only. Where only input tokens are limited and no separate figure
+    came, a combined figure governs that bucket instead.
+    """
+    figures = [
+        (ITPM, info.input_tokens_limit, info.input_tokens_remaining),
+        (OTPM, info.output_tokens_limit, info.output_tokens_remaining),
+    ]
+    separate = info.input_tokens_limit is not None or info.input_tokens_remaining is not None
+    if not separate:
+        combined = ITPM if not plan.caps[TPM] and plan.caps[ITPM] else TPM
+        figures = [(combined, info.tokens_limit, info.tokens_remaining)]
+    elif plan.caps[TPM]:
+        figures.append((TPM, info.tokens_limit, info.tokens_remaining))
+    return figures
 
 
 class MemoryBackend:
@@ -232,11 +265,19 @@ class MemoryBackend:
         state, _, _ = self._state(key, plan)
         state.give(plan, amounts, ident)
 
+    async def stamp(self, key: str, plan: Plan, ident: str) -> None:
+        """Restart reservation ``ident``'s short-window occupancy now (it is being sent)."""
+        state = self._states.get(key)
+        entry = state.entries.get(ident) if state is not None else None
+        if entry is not None:
+            entry[0] = self._clock()
+
     async def tighten(self, key: str, plan: Plan) -> float:
-        """Pace to a stricter short window from now on; return it (seconds)."""
+        """Pace to a stricter short window from now on; return how long an entry now
+        occupies it (seconds, padded)."""
         state, _, _ = self._state(key, plan)
-        state.learned_window = tightened(state.window(plan))
-        return state.learned_window
+        state.learned_window, state.learned_pad = tightened(state.window(plan), state.pad(plan))
+        return state.learned_window * (1 + state.learned_pad)
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
         state, _, _ = self._state(key, plan)
@@ -254,5 +295,5 @@ class MemoryBackend:
         self._states.clear()
 
 
-__all__ = ["DEFAULT_WINDOW_S", "MIN_WINDOW_S", "UNCONFIRMED_GRACE_S", "Clock", "MemoryBackend",
+__all__ = ["DEFAULT_WINDOW_S", "MAX_PAD", "UNCONFIRMED_GRACE_S", "Clock", "MemoryBackend",
            "tightened"]  # fmt: skip

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from llmrelay.limits.memory import (
     DEFAULT_WINDOW_S,
-    MIN_WINDOW_S,
+    MAX_PAD,
     UNCONFIRMED_GRACE_S,
     Clock,
     MemoryBackend,
@@ -51,7 +51,7 @@ end
 local day, day_left, margin = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[13])
 local token_margin = tonumber(ARGV[14])
 local f = redis.call('HMGET', key, 'l1', 'l2', 'l3', 'l4', 'st', 'c1', 'c2', 'c3', 'c4', 'c5',
-  'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b', 'cf', 'o', 'g', 'w')
+  'r1', 'r2', 'r3', 'r4', 'd', 'u', 'b', 'cf', 'o', 'g', 'w', 'p')
 local caps, rates, levels, learned = {}, {}, {}, {}
 for i = 1, 5 do
   learned[i] = tonumber(f[5 + i]) or 0
@@ -83,7 +83,10 @@ local blocked = tonumber(f[17]) or 0
 local learned_window = tonumber(f[21]) or 0
 local window = learned_window
 if window == 0 then window = tonumber(ARGV[21]) end
-local padded = window * (1 + tonumber(ARGV[22]))
+local learned_pad = tonumber(f[22]) or 0
+local pad = learned_pad
+if pad == 0 then pad = tonumber(ARGV[22]) end
+local padded = window * (1 + pad)
 local shorts = {0, 0, 0, 0}
 if window > 0 then
   for i = 1, 4 do
@@ -128,7 +131,8 @@ end
 local function num(x) return string.format('%.17g', x) end
 local function save()
   local args = {'st', num(now), 'd', day, 'u', num(used), 'b', num(blocked),
-    'cf', confirmed and '1' or '0', 'o', num(origin), 'w', num(learned_window)}
+    'cf', confirmed and '1' or '0', 'o', num(origin), 'w', num(learned_window),
+    'p', num(learned_pad)}
   if #log > 0 then
     table.insert(args, 'g')
     table.insert(args, cjson.encode(log))
@@ -194,15 +198,30 @@ save()
 return 1
 """
 
-# ARGV 15-16: the first window learned, the smallest window
-_TIGHTEN = """
-if window == 0 then learned_window = tonumber(ARGV[15])
-else learned_window = math.max(tonumber(ARGV[16]), window / 2) end
+_STAMP = """
+for _, e in ipairs(log) do
+  if e[1] == ARGV[23] then e[2] = now end
+end
 save()
-return num(learned_window)
+return 1
 """
 
-# ARGV 15-18: requests limit, requests remaining, tokens limit, tokens remaining ("" = none)
+# ARGV 15-16: the first window learned, the largest pad
+_TIGHTEN = """
+-- As tightened() in memory.py.
+if window == 0 then
+  learned_window = tonumber(ARGV[15])
+  learned_pad = pad
+else
+  learned_window = window
+  learned_pad = math.min(tonumber(ARGV[16]), math.max(2 * pad, 0.01))
+end
+save()
+return num(learned_window * (1 + learned_pad))
+"""
+
+# ARGV 15-18: requests limit, requests remaining, tokens limit, tokens remaining; 24-27: input
+# tokens limit and remaining, output tokens limit and remaining ("" = none)
 _OBSERVE = """
 confirmed = true
 local function lower(i, remaining)
@@ -215,16 +234,27 @@ if rl ~= nil and rl > 0 then
   redis.call('HSET', key, 'c1', num(caps[1]), 'r1', num(rl / 60))
 end
 if rr ~= nil then lower(1, rr - margin) end
-local t = 2
-if tonumber(ARGV[5]) == 0 and tonumber(ARGV[6]) > 0 then t = 3 end
-if tl ~= nil and tl > 0 then
-  caps[t] = math.floor(tl * (1 - token_margin))
-  redis.call('HSET', key, 'c' .. t, num(caps[t]), 'r' .. t, num(tl / 60))
+-- Which bucket each token figure governs: as _token_figures in memory.py.
+local function learn(t, lim, rem)
+  if lim ~= nil and lim > 0 then
+    caps[t] = math.floor(lim * (1 - token_margin))
+    redis.call('HSET', key, 'c' .. t, num(caps[t]), 'r' .. t, num(lim / 60))
+  end
+  if rem ~= nil then
+    local held = 0
+    if caps[t] > 0 then held = caps[t] / (1 - token_margin) * token_margin end
+    lower(t, rem - held)
+  end
 end
-if tr ~= nil then
-  local held = 0
-  if caps[t] > 0 then held = caps[t] / (1 - token_margin) * token_margin end
-  lower(t, tr - held)
+local il, ir = tonumber(ARGV[24]), tonumber(ARGV[25])
+if il ~= nil or ir ~= nil then
+  learn(3, il, ir)
+  learn(4, tonumber(ARGV[26]), tonumber(ARGV[27]))
+  if tonumber(ARGV[5]) > 0 then learn(2, tl, tr) end
+else
+  local t = 2
+  if tonumber(ARGV[5]) == 0 and tonumber(ARGV[6]) > 0 then t = 3 end
+  learn(t, tl, tr)
 end
 for i = 1, 4 do
   if levels[i] ~= nil and caps[i] > 0 then levels[i] = math.min(levels[i], caps[i]) end
@@ -320,17 +350,20 @@ class RedisBackend:
                 ("observe", _OBSERVE),
                 ("block", _BLOCK),
                 ("tighten", _TIGHTEN),
+                ("stamp", _STAMP),
                 ("snapshot", _SNAPSHOT),
             )
         }
 
-    def _argv(self, plan: Plan, extra: tuple[Any, ...], ident: str) -> list[Any]:
+    def _argv(
+        self, plan: Plan, extra: tuple[Any, ...], ident: str, more: tuple[Any, ...] = ()
+    ) -> list[Any]:
         day, day_left = plan.day(self._wall())
         now = "" if self._clock is None else repr(self._clock())
         own = [*extra, *[""] * (5 - len(extra))]
         return [now, day, repr(day_left), *map(repr, plan.caps), *map(repr, plan.rates),
                 plan.margin, repr(plan.token_margin), *own, repr(UNCONFIRMED_GRACE_S),
-                repr(plan.window), repr(plan.pad), ident]  # fmt: skip
+                repr(plan.window), repr(plan.pad), ident, *more]  # fmt: skip
 
     async def _run(
         self,
@@ -340,13 +373,14 @@ class RedisBackend:
         extra: tuple[Any, ...],
         local: Callable[[Plan], Awaitable[T]],
         ident: str = "",
+        more: tuple[Any, ...] = (),
     ) -> T | Any:
         """Run ``op`` in Redis; on failure (or while Redis is down) decide locally instead."""
         if self._retry_at and time.monotonic() < self._retry_at:
             self.metrics.fallback_decisions += 1
             return await local(self._scaled(plan))
         try:
-            argv = self._argv(plan, extra, ident)
+            argv = self._argv(plan, extra, ident, more)
             result = await self._scripts[op](keys=[self.prefix + key], args=argv)
         except (RedisError, OSError, TimeoutError) as exc:
             self.metrics.redis_errors += 1
@@ -393,7 +427,7 @@ class RedisBackend:
 
     async def tighten(self, key: str, plan: Plan) -> float:
         result = await self._run(
-            "tighten", key, plan, (repr(DEFAULT_WINDOW_S), repr(MIN_WINDOW_S)),
+            "tighten", key, plan, (repr(DEFAULT_WINDOW_S), repr(MAX_PAD)),
             lambda p: self._local.tighten(key, p),
         )  # fmt: skip
         return float(result)
@@ -401,10 +435,16 @@ class RedisBackend:
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
         fields = (info.requests_limit, info.requests_remaining, info.tokens_limit,
                   info.tokens_remaining)  # fmt: skip
+        apart = (info.input_tokens_limit, info.input_tokens_remaining,
+                 info.output_tokens_limit, info.output_tokens_remaining)  # fmt: skip
         await self._run(
             "observe", key, plan, tuple("" if v is None else v for v in fields),
-            lambda p: self._local.observe(key, p, info),
+            lambda p: self._local.observe(key, p, info), "",
+            tuple("" if v is None else v for v in apart),
         )  # fmt: skip
+
+    async def stamp(self, key: str, plan: Plan, ident: str) -> None:
+        await self._run("stamp", key, plan, (), lambda p: self._local.stamp(key, p, ident), ident)
 
     async def block(self, key: str, plan: Plan, seconds: float) -> None:
         await self._run(
