@@ -48,6 +48,7 @@ from llmrelay.errors import (
     StreamInterrupted,
     Timeout,
     UnknownModelGroup,
+    WaitTooLong,
 )
 from llmrelay.events import Event, EventBus, EventKind
 from llmrelay.routing.breaker import BreakerState
@@ -241,25 +242,46 @@ class Router:
             candidate = route.remaining.pop(0)
             if not self._admitted(candidate, route):
                 continue
-            for retry in range(self.config.retries + 1):
+            retry, patient = 0, False
+            while True:
                 started = time.perf_counter()
+                max_wait = self._max_wait(route, patient)
                 candidate.in_flight += 1
                 try:
                     response = await candidate.scheduled.send(
                         route.request,
                         can_fall_back=bool(route.remaining),
+                        max_wait=max_wait,
                         input_tokens=route.input_tokens,
                     )
                 except ProviderError as exc:
+                    if max_wait is not None and await self._nothing_better(route, exc):
+                        patient = True
+                        continue
                     backoff = await self._after_failure(route, candidate, exc, started, retry)
                     if backoff is None:
                         break
+                    retry += 1
                     await asyncio.sleep(backoff)
                     continue
                 finally:
                     candidate.in_flight -= 1
                 return self._answered(route, candidate, response, started)
         raise self._exhausted(route)
+
+    def _max_wait(self, route: _Route, patient: bool) -> float | None:
+        """How long a candidate may make this request wait while others remain: a busy
+        deployment is left for one that can serve now (unless nothing better is free)."""
+        return None if patient or not route.remaining else self.config.stay_within_s
+
+    async def _nothing_better(self, route: _Route, exc: ProviderError) -> bool:
+        """A wait past ``stay_within_s`` and no other deployment free now: wait here after
+        all (within the scheduler's 90-second rule)."""
+        return (
+            isinstance(exc, WaitTooLong)
+            and math.isfinite(exc.projected_wait)
+            and not await self._another_can_serve_now(route)
+        )
 
     def _hedge_delay(self, candidate: Candidate) -> float | None:
         if self.config.hedge_after_s is not None:
@@ -348,8 +370,10 @@ class Router:
             candidate = route.remaining.pop(0)
             if not self._admitted(candidate, route):
                 continue
-            for retry in range(self.config.retries + 1):
+            retry, patient = 0, False
+            while True:
                 started = time.perf_counter()
+                max_wait = self._max_wait(route, patient)
                 delivered = False
                 ttft = 0.0
                 opening: StreamStart | None = None
@@ -359,6 +383,7 @@ class Router:
                     async for event in candidate.scheduled.stream(
                         route.request,
                         can_fall_back=bool(route.remaining),
+                        max_wait=max_wait,
                         input_tokens=route.input_tokens,
                     ):
                         if isinstance(event, StreamStart):
@@ -387,9 +412,13 @@ class Router:
                     if delivered:
                         self._failure(route, candidate, exc, started)
                         raise _interrupted(exc) from exc
+                    if max_wait is not None and await self._nothing_better(route, exc):
+                        patient = True
+                        continue
                     backoff = await self._after_failure(route, candidate, exc, started, retry)
                     if backoff is None:
                         break
+                    retry += 1
                     await asyncio.sleep(backoff)
                 finally:
                     candidate.in_flight -= 1
