@@ -274,7 +274,7 @@ async def test_three_processes_share_one_limit_through_redis(
 ) -> None:
     """Three replicas sharing Redis together get zero 429s from one simulator limit."""
     require_redis()
-    per_process, rpm, tpm = 100, 6_000, 120_000
+    per_process, rpm, tpm = 40, 1_200, 24_000
     simulator.set_limits("sim-openai", rpm=rpm, tpm=tpm)
     prefix = f"llmrelay-test:{uuid.uuid4().hex}:"
     worker = str(Path(__file__).with_name("scheduled_worker.py"))
