@@ -48,7 +48,8 @@ def test_python_block_runs(code: str, readme_simulator: str, tmp_path: Path) -> 
     first = code.splitlines()[0]
     if first.startswith("# test_") and first.endswith(".py"):
         (tmp_path / first[2:]).write_text(code)
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", first[2:]]
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   "-p", "llmrelay.testing", first[2:]]  # fmt: skip
     else:
         command = [sys.executable, "-W", "error", "-c", code]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
