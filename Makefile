@@ -39,7 +39,7 @@ $(BENCH_STAMP):
 bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks: ratios against a baseline measured in the same run
 	$(BIN)/python -m benchmarks
 
-lint: $(STAMP)  ## ruff and mypy --strict on src/
+lint: $(STAMP)  ## ruff, and mypy --strict on src/, tests/ and benchmarks/
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

@@ -30,7 +30,11 @@ REQUESTS, CONCURRENCY = 400, 8
 
 
 def _client(sim: SimulatorHandle, tag: str, hedged: bool) -> SmartLLM:
-    common = {"base_url": sim.url + "/v1", "context_window": 16000, "max_output_tokens": 4096}
+    common: dict[str, Any] = {
+        "base_url": sim.url + "/v1",
+        "context_window": 16000,
+        "max_output_tokens": 4096,
+    }
     builder = (
         LLMBuilder()
         .with_primary("openai", MODEL, api_key=f"sk-{tag}-a", name="a", **common)

@@ -24,7 +24,8 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no download of the price 
 def _router(url: str, key: str, model: str, rpm: int | None, tpm: int | None):  # type: ignore[no-untyped-def]
     from litellm import Router
 
-    params = {"model": f"openai/{model}", "api_base": url + "/v1", "api_key": key}
+    params: dict[str, object] = {"model": f"openai/{model}", "api_base": url + "/v1",
+                                 "api_key": key}  # fmt: skip
     if rpm:
         params["rpm"] = rpm
     if tpm:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from typing import Any
 
 from benchmarks.scheduling import LITELLM_PYTHON, _litellm
 from llmrelay import LLMBuilder
@@ -21,8 +22,14 @@ PROMPT = "Summarise a heist film in one sentence."
 
 
 async def llmrelay_overhead(sim: SimulatorHandle, rounds: int) -> tuple[float, float]:
-    deployment = {"base_url": sim.url + "/v1", "api_key": "sk-router", "context_window": 16000,
-                  "max_output_tokens": 4096, "rpm": 10**7, "tpm": 10**10}  # fmt: skip
+    deployment: dict[str, Any] = {
+        "base_url": sim.url + "/v1",
+        "api_key": "sk-router",
+        "context_window": 16000,
+        "max_output_tokens": 4096,
+        "rpm": 10**7,
+        "tpm": 10**10,
+    }
     llm = LLMBuilder().with_primary("openai", "sim-openai", **deployment).build()
     request = ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=64)
     async with HttpClient() as client:

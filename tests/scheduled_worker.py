@@ -34,7 +34,7 @@ async def main(
         # reach the simulator 50 ms after it left, more than the default 3 % pad of a 1-s
         # window absorbs, so these replicas hold each entry 6 % longer.
         Limits(rpm=rpm, tpm=tpm, window_pad=0.06),
-        scheduler=scheduler
+        scheduler=scheduler,
     )
     results = await asyncio.gather(
         *(provider.send(PROMPT) for _ in range(requests)), return_exceptions=True

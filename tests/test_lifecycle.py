@@ -44,7 +44,7 @@ async def llm(simulator: SimulatorHandle) -> AsyncIterator[SmartLLM]:
 def spy_on_closing(llm: SmartLLM, monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
     """Count the calls of each part's ``aclose`` (each still runs)."""
     calls: collections.Counter[str] = collections.Counter()
-    parts = {
+    parts: dict[str, Any] = {
         "router": llm.router,
         "scheduler": llm.scheduler,
         "limiter": llm.scheduler.limiter,

@@ -70,7 +70,7 @@ async def test_a_long_retry_after_sends_to_the_fallback_not_the_waiting_primary(
     drain = default_registry().create(
         Deployment(
             provider="openai", model="sim-openai", api_key="sk-a", base_url=simulator.url + "/v1"
-        )  # fmt: skip
+        )
     )
     for _ in range(2):
         await drain.send(ChatRequest(messages=[Message(role="user", content="x")]))
@@ -182,9 +182,7 @@ async def test_a_model_missing_from_the_catalog_learns_its_window_from_the_error
     ]})  # fmt: skip
     llm = (
         LLMBuilder()
-        .with_primary(
-            "openai", model="my-finetune", base_url=simulator.url + "/v1", api_key="sk-a"
-        )  # fmt: skip
+        .with_primary("openai", model="my-finetune", base_url=simulator.url + "/v1", api_key="sk-a")
         .with_fallback("openai", **openai(simulator, "sim-huge", context_window=500000))
         .build()
     )

@@ -270,9 +270,7 @@ class Scheduler:
     async def learn(self, key: str, plan: Plan, deployment: str) -> None:
         """A 429 the buckets did not predict: pace ``key`` to a stricter short window."""
         held = await self.limiter.tighten(key, plan)
-        message = (
-            f"an unpredicted 429: each request now holds a short window for {held:.3g} s"
-        )
+        message = f"an unpredicted 429: each request now holds a short window for {held:.3g} s"
         log.warning("%s: %s", deployment, message)
         self.events.emit(Event(kind=EventKind.LIMIT_LEARNED, deployment=deployment,
                                message=message))  # fmt: skip
