@@ -193,3 +193,40 @@ async def test_a_model_missing_from_the_catalog_learns_its_window_from_the_error
     second = await llm.ainvoke("word " * 5_000, max_tokens=10)
     assert second.attempts[0].message.endswith("not sent")
     assert simulator.usage("sk-a", "my-finetune")["refused"] == {"400": 1}
+
+
+async def test_ollama_llama32_works_with_no_extra_settings(
+    simulator: SimulatorHandle, closing: list[SmartLLM]
+) -> None:
+    """`ollama/llama3.2` with only a base URL: answered, its window as the server reports it."""
+    simulator.configure({"models": [
+        {"name": "llama3.2", "api": "ollama", "context_window": 131072, "max_output_tokens": 8192},
+    ]})  # fmt: skip
+    llm = LLMBuilder().with_primary("ollama", "llama3.2", base_url=simulator.url).build()
+    closing.append(llm)
+    response = await llm.ainvoke("hello")
+    assert response.content == "Echo: hello"
+    assert llm.router.group("default").primary[0].context_window == 131072
+
+
+async def test_a_made_up_openai_compatible_model_learns_its_window_from_the_server(
+    simulator: SimulatorHandle, closing: list[SmartLLM]
+) -> None:
+    """A fine-tuned name on a vLLM server: its max_model_len is asked, then a prompt too long
+    for it goes to the fallback without being sent."""
+    simulator.configure({"models": [
+        {"name": "acme/support-ft-v3", "api": "vllm", "context_window": 4096,
+         "max_output_tokens": 1024},
+    ]})  # fmt: skip
+    llm = (
+        LLMBuilder()
+        .with_primary("openai_compatible", "acme/support-ft-v3", base_url=simulator.url + "/v1")
+        .with_fallback("openai", **openai(simulator))
+        .build()
+    )
+    closing.append(llm)
+    assert (await llm.ainvoke("hello")).deployment == "openai_compatible/acme/support-ft-v3"
+    assert llm.router.group("default").primary[0].context_window == 4096
+    long = await llm.ainvoke("word " * 6_000, max_tokens=10)
+    assert long.deployment == "openai/sim-openai"
+    assert long.attempts[0].message.endswith("not sent")
