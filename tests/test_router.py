@@ -18,6 +18,7 @@ from llmrelay.errors import (
     StreamInterrupted,
     UnknownModelGroup,
 )
+from llmrelay.routing import BreakerConfig, CircuitBreaker
 from llmrelay.testing import SimulatorHandle
 from llmrelay.types import ChatRequest, Message, StreamEnd, TextDelta
 
@@ -130,6 +131,11 @@ async def test_breaker_opens_half_opens_and_recovers(
     simulator.set_faults("sim-openai", {"500": 1.0})
     llm = build(fast_builder().with_retries(0), openai(simulator), anthropic(simulator))
     closing.append(llm)
+    now = [0.0]
+    primary = llm.router.group("default").primary[0]
+    primary.breaker = CircuitBreaker(
+        primary.id, BreakerConfig(failure_threshold=3, cooldown_s=30), clock=lambda: now[0]
+    )
     for _ in range(3):
         assert (await llm.ainvoke("hi")).deployment == "anthropic/sim-anthropic"
     assert llm.breaker_states()["openai/sim-openai"] == "open"
@@ -138,7 +144,9 @@ async def test_breaker_opens_half_opens_and_recovers(
     assert response.attempts[0].error == "CircuitOpen"
     assert simulator.ledger()["totals"]["refused"]["fault:500"] == sent  # not sent while open
     simulator.set_faults("sim-openai", {})
-    await asyncio.sleep(0.35)
+    now[0] += 29.9
+    assert llm.breaker_states()["openai/sim-openai"] == "open"
+    now[0] += 0.1
     assert llm.breaker_states()["openai/sim-openai"] == "half_open"
     assert (await llm.ainvoke("hi")).deployment == "openai/sim-openai"
     assert llm.breaker_states()["openai/sim-openai"] == "closed"
