@@ -116,7 +116,7 @@ class GatedProvider:
 
 
 @pytest.mark.parametrize(
-    ("rpm", "tpm"), [(3_000, None), (None, 60_000)], ids=["rpm-bound", "tpm-bound"]
+    ("rpm", "tpm"), [(1_200, None), (None, 30_000)], ids=["rpm-bound", "tpm-bound"]
 )
 async def test_burst_paced_to_the_short_window_gets_no_429(
     simulator: SimulatorHandle, client: HttpClient, rpm: int | None, tpm: int | None
@@ -125,7 +125,7 @@ async def test_burst_paced_to_the_short_window_gets_no_429(
     simulator.set_limits("sim-openai", rpm=rpm, tpm=tpm)
     limits = Limits(rpm=rpm, tpm=tpm)
     provider = scheduled(make_provider(simulator, client), limits, clock=time.monotonic)
-    burst = 120
+    burst = 60  # three seconds' worth at 20 requests (or ~500 tokens) a second
     results = await asyncio.gather(*(provider.send(PROMPT) for _ in range(burst)))
     assert len(results) == burst
     usage = simulator.usage("sk-sched", "sim-openai")
@@ -224,11 +224,11 @@ async def test_lower_limit_in_headers_slows_down_at_once(
     await provider.scheduler.aclose()
 
 
-async def test_an_upstream_429_blocks_for_retry_after_and_teaches_a_stricter_window(
+async def test_a_drained_key_blocks_for_retry_after_without_changing_the_pacing(
     simulator: SimulatorHandle, client: HttpClient
 ) -> None:
-    """Someone else drained the key: the 429 is raised (the router decides what next), its
-    Retry-After blocks the deployment, and the pacing learns a stricter window."""
+    """Someone else drained the key: the 429 is raised (the router decides what next) and
+    its long Retry-After blocks the deployment; the pacing was not wrong, so it stays."""
     simulator.set_limits("sim-openai", rpm=6)
     simulator.set_model("sim-openai", short_window_s=0)
     other = make_provider(simulator, client)
@@ -244,7 +244,29 @@ async def test_an_upstream_429_blocks_for_retry_after_and_teaches_a_stricter_win
     assert simulator.usage("sk-sched", "sim-openai")["refused"] == {"429": 1}
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
     assert snapshot.blocked_for == pytest.approx(retry_after)  # the still clock: all of it
+    assert snapshot.window == 0.0
+    assert learned == []
+    await provider.scheduler.aclose()
+
+
+async def test_a_short_429_teaches_a_stricter_window(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """A 429 the pacing did not predict, asking for a second: minute-only pacing learns the
+    1-s window, says so in an event, and the deployment waits out the Retry-After."""
+    simulator.set_faults("sim-openai", {"rate_limit": 1.0})
+    learned: list[Event] = []
+    provider = scheduled(
+        make_provider(simulator, client),
+        Limits(rpm=600, short_window_s=0),
+        events=EventBus([learned.append]),
+    )
+    with pytest.raises(RateLimited) as caught:
+        await provider.send(PROMPT)
+    assert caught.value.retry_after == pytest.approx(1.0)
+    snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
     assert snapshot.window == pytest.approx(1.0 * (1 + provider.plan.pad))
+    assert snapshot.blocked_for == pytest.approx(1.0)
     assert [e.kind for e in learned] == [EventKind.LIMIT_LEARNED]
     assert "holds a short window for 1.03 s" in learned[0].message
     await provider.scheduler.aclose()

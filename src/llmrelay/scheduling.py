@@ -18,9 +18,9 @@ whatever it had reserved is released.
 each request, reserves them, sends once, and reconciles with the reported usage and the
 response's rate-limit headers. It never retries — the router alone decides that. A 429 or
 529 with Retry-After blocks the deployment for that long, so whoever comes next waits; an
-upstream 429 means the provider enforces something stricter than the buckets predicted, so
-the deployment is paced to a stricter short window from then on (announced as a
-``limit_learned`` event).
+upstream 429 with a short Retry-After means the provider enforces something stricter than
+the buckets predicted, so the deployment is paced to a stricter short window from then on
+(announced as a ``limit_learned`` event).
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ log = logging.getLogger("llmrelay.scheduling")
 
 _EARLY_WAKE_SLACK = 0.0005
 """Timers may fire a little early; sleeping this much longer avoids a second wake-up."""
+
+
+_SHORT_RETRY_AFTER_S = 2.0
+"""A 429 asking for at most this wait is a short window's refusal, and teaches a stricter
+one; a longer Retry-After says the minute's allowance is gone (another client of the same
+key): the deployment is blocked for it, and the pacing is left as it is."""
 
 
 class SchedulerPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -487,7 +493,8 @@ class ScheduledProvider:
         await self.scheduler.limiter.observe(self.key, self.plan, exc.rate_limits)
         if isinstance(exc, RateLimited | Overloaded) and exc.retry_after:
             await self.scheduler.penalize(self.key, self.plan, exc.retry_after)
-        if isinstance(exc, RateLimited) and exc.status_code == 429:
+        short = exc.retry_after is None or exc.retry_after <= _SHORT_RETRY_AFTER_S
+        if isinstance(exc, RateLimited) and exc.status_code == 429 and short:
             await self.scheduler.learn(self.key, self.plan, self.deployment)
 
     async def _succeeded(
