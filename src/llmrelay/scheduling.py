@@ -374,6 +374,7 @@ class ScheduledProvider:
         self.output_reservation = output_reservation
         self.calibration = Calibration()
         self.key = deployment_key(provider)
+        self._counts_tokens = any(self.plan.caps[1:4])
         self._owns_scheduler = scheduler is None
 
     @classmethod
@@ -397,9 +398,16 @@ class ScheduledProvider:
     def estimate(
         self, request: ChatRequest, input_tokens: int | None = None
     ) -> tuple[int, Amounts]:
-        """Estimated input tokens (``input_tokens`` if the caller has counted them already),
-        and the units a request reserves."""
-        raw = self.estimator.count_request(request) if input_tokens is None else input_tokens
+        """Estimated input tokens, and the units a request reserves.
+
+        ``input_tokens`` (the caller's own, quicker count) is used only where no token limit
+        binds: under a token limit a few percent too few fill a short window past what the
+        provider accepts, so the request is counted exactly.
+        """
+        if input_tokens is None or self._counts_tokens:
+            raw = self.estimator.count_request(request)
+        else:
+            raw = input_tokens
         output = request.max_tokens or self.output_reservation
         return raw, cost(self.calibration.adjust(self.key, raw), output)
 
