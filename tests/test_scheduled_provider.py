@@ -412,3 +412,21 @@ async def test_abandoned_stream_keeps_its_reservation(
     snapshot = await provider.scheduler.limiter.snapshot(provider.key, provider.plan)
     assert snapshot.levels[TPM] == provider.plan.caps[TPM] - amounts[TPM]
     await provider.scheduler.aclose()
+
+
+async def test_429s_of_one_burst_teach_one_lesson(
+    simulator: SimulatorHandle, client: HttpClient
+) -> None:
+    """Requests already in flight when the first 429 came are refused for the same reason:
+    the pacing is made stricter once, not once per refusal."""
+    simulator.set_faults("sim-openai", {"rate_limit": 1.0})
+    learned: list[Event] = []
+    provider = scheduled(
+        make_provider(simulator, client), Limits(rpm=600), events=EventBus([learned.append])
+    )
+    results = await asyncio.gather(
+        *(provider.send(PROMPT) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, RateLimited) for r in results)
+    assert len(learned) == 1
+    await provider.scheduler.aclose()

@@ -74,6 +74,10 @@ one; a longer Retry-After says the minute's allowance is gone (another client of
 key): the deployment is blocked for it, and the pacing is left as it is."""
 
 
+_RELEARN_AFTER_S = 1.0
+"""After a lesson, 429s for this long are the old pacing's, already learned from."""
+
+
 class SchedulerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """How long a caller may wait for capacity (seconds)."""
 
@@ -149,6 +153,7 @@ class Scheduler:
         self._lanes: dict[str, _Lane] = {}
         self._seq = itertools.count()
         self._background: set[asyncio.Task[None]] = set()
+        self._learned_at: dict[str, float] = {}
 
     def next_ticket(self) -> int:
         """An arrival number; a retried request passes its first one to keep its place."""
@@ -274,7 +279,16 @@ class Scheduler:
         return (await self.limiter.snapshot(key, plan)).wait_for(amounts, ahead)
 
     async def learn(self, key: str, plan: Plan, deployment: str) -> None:
-        """A 429 the buckets did not predict: pace ``key`` to a stricter short window."""
+        """A 429 the buckets did not predict: pace ``key`` to a stricter short window.
+
+        The requests already in flight were admitted under the old pacing and may be
+        refused for the same reason; their 429s, within a window of the last lesson, teach
+        nothing new.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._learned_at.get(key, -math.inf) < _RELEARN_AFTER_S:
+            return
+        self._learned_at[key] = now
         held = await self.limiter.tighten(key, plan)
         message = f"an unpredicted 429: each request now holds a short window for {held:.3g} s"
         log.warning("%s: %s", deployment, message)
