@@ -12,8 +12,8 @@ Each client has its own API key, so each starts from empty windows:
 - LiteLLM's Router with the same rpm/tpm (in its own venv, ``.bench-venv``).
 
 The simulator's ledger counts the 429s each one received. "ideal" is the shortest time the
-window allows: the last share of the burst can start only after (burst - one window's
-share) / rate seconds, then takes one answer's latency.
+window allows: a window holds a whole number of requests, so the last of them can start
+only after ceil(burst / per window) - 1 windows, then takes one answer's latency.
 """
 
 from __future__ import annotations
@@ -67,14 +67,15 @@ class Bound:
     tpm: int | None
 
     def ideal(self, tokens_per_request: float) -> float:
-        """Seconds the 1-s window needs for the burst, plus one answer's latency."""
+        """Seconds the 1-s window needs for the burst, plus one answer's latency: whole
+        requests fit a window (1,000 tokens hold 8 requests of 113, not 8.85)."""
         latency = TTFT_S + MAX_TOKENS / TOKENS_PER_S
         if self.rpm:
-            per_second = self.rpm / 60
-            return max(0.0, (BURST - per_second) / per_second) + latency
-        assert self.tpm is not None
-        per_second = self.tpm / 60
-        return max(0.0, (BURST * tokens_per_request - per_second) / per_second) + latency
+            per_window = math.floor(self.rpm / 60)
+        else:
+            assert self.tpm is not None
+            per_window = math.floor(self.tpm / 60 / tokens_per_request)
+        return math.ceil(BURST / per_window) - 1 + latency
 
 
 BOUNDS = (Bound("requests (RPM 600)", 600, None), Bound("tokens (TPM 60,000)", None, 60_000))
