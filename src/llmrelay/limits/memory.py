@@ -80,6 +80,8 @@ class _State:
     """A short window learned from an unpredicted 429 (0: the plan's)."""
     learned_pad: float = 0.0
     """A longer pad learned from an unpredicted 429 (0: the plan's)."""
+    used: list[float] = field(default_factory=lambda: [0.0] * 4)
+    """What the entries of the short window's log add up to, per rolling limit."""
 
     def _effective(self, plan: Plan) -> tuple[Plan, Amounts, tuple[float, float, float, float]]:
         found = self.effective
@@ -121,10 +123,50 @@ class _State:
     def pad(self, plan: Plan) -> float:
         return self.learned_pad or plan.pad
 
-    def snapshot(self, plan: Plan, now: float, day_left: float) -> Snapshot:
+    def has_room(self, plan: Plan, amounts: Amounts, now: float) -> bool:
+        """Whether ``amounts`` surely fit the short window now (the cheap test; when it says
+        no, :meth:`snapshot` works out the exact wait).
+
+        The log's head is pruned while it has left the window, and what remains is summed;
+        an entry that has left but sits behind one that has not is still counted, so a yes
+        is always right.
+        """
+        window = self.window(plan)
+        if not window:
+            return True
+        caps, rates = self.caps(plan), self.rates(plan)
+        shorts = short_caps(plan, caps, rates, window)
+        padded = window * (1 + self.pad(plan))
+        gone = []
+        for ident, entry in self.entries.items():
+            if any(
+                shorts[i] and entry[i + 1] > 0
+                and entry[0] + occupies(entry[i + 1], shorts[i], padded) > now
+                for i in ROLLING
+            ):  # fmt: skip
+                break
+            gone.append(ident)
+        for ident in gone:
+            self._drop(ident)
+        used = self.used
+        return all(
+            not shorts[i] or amounts[i] <= 0 or used[i] + amounts[i] <= shorts[i] + 1e-9
+            for i in ROLLING
+        )
+
+    def _drop(self, ident: str) -> None:
+        entry = self.entries.pop(ident)
+        for i in ROLLING:
+            self.used[i] -= entry[i + 1]
+
+    def snapshot(
+        self, plan: Plan, now: float, day_left: float, *, window_checked: bool = False
+    ) -> Snapshot:
+        """The state now; ``window_checked``: the short window is known to have room, so its
+        occupancy is not worked out (and not checked again)."""
         levels = (self.levels[0], self.levels[1], self.levels[2], self.levels[3])
         caps, rates = self.caps(plan), self.rates(plan)
-        window = self.window(plan)
+        window = 0.0 if window_checked else self.window(plan)
         shorts = short_caps(plan, caps, rates, window)
         padded = window * (1 + self.pad(plan))
         return Snapshot(
@@ -158,6 +200,7 @@ class _State:
                 gone.append(ident)
         for ident in gone:
             del self.entries[ident]
+        self.used = [sum(entry[i + 1] for entry in self.entries.values()) for i in ROLLING]
         occ = [tuple(sorted(o)) for o in out]
         return (occ[0], occ[1], occ[2], occ[3])
 
@@ -167,6 +210,8 @@ class _State:
         self.day_used += amounts[RPD]
         if self.window(plan):
             self.entries[ident] = [now, amounts[0], amounts[1], amounts[2], amounts[3]]
+            for i in ROLLING:
+                self.used[i] += amounts[i]
 
     def give(self, plan: Plan, amounts: Amounts, ident: str) -> None:
         self.confirmed = True
@@ -177,7 +222,9 @@ class _State:
         entry = self.entries.get(ident)
         if entry is not None:
             for i in ROLLING:
-                entry[i + 1] = max(0.0, entry[i + 1] - amounts[i])
+                kept = max(0.0, entry[i + 1] - amounts[i])
+                self.used[i] += kept - entry[i + 1]
+                entry[i + 1] = kept
 
     def observe(self, plan: Plan, info: RateLimitInfo) -> None:
         """Adopt the limits a provider reports, and never believe in more room than it has."""
@@ -254,7 +301,8 @@ class MemoryBackend:
         """Take ``amounts`` as reservation ``ident`` and return 0, or return the seconds until
         they would fit."""
         state, now, day_left = self._state(key, plan)
-        wait = state.snapshot(plan, now, day_left).wait_for(amounts)
+        room = state.has_room(plan, amounts, now)
+        wait = state.snapshot(plan, now, day_left, window_checked=room).wait_for(amounts)
         if wait <= 0:
             state.take(amounts, ident, now, plan)
         return wait
