@@ -89,12 +89,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Command] = {
     "simulate": Command(
-        help="serve the provider simulator (OpenAI, Anthropic, Gemini, Ollama APIs)",
+        help="serve the provider simulator (OpenAI, Anthropic, Gemini, Ollama, vLLM, llama.cpp)",
         description=(
-            "Serve the OpenAI, Anthropic, Gemini and Ollama HTTP APIs on loopback for the "
-            "models of a YAML config, with their context windows, rate limits, latency and "
-            "injected faults. Control endpoints: GET /_sim/ledger, POST /_sim/reset, "
-            "GET|POST /_sim/config."
+            "Serve the OpenAI, Anthropic, Gemini and Ollama HTTP APIs (and vLLM's and "
+            "llama.cpp's OpenAI-style servers, with /v1/models, /props and Ollama's /api/show "
+            "reporting context sizes) on loopback for the models of a YAML config, with their "
+            "context windows, rate limits enforced per minute and per second (short_window_s), "
+            "latency and injected faults. Control endpoints: GET /_sim/ledger, "
+            "POST /_sim/reset, GET|POST /_sim/config."
         ),
         configure=_simulate_args,
         run=_simulate,
