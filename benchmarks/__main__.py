@@ -1,13 +1,16 @@
 """``make bench``: every figure next to its baseline, measured in this one run.
 
-1. The simulator's own throughput (it must never be the bottleneck of other benchmarks).
-2. Per-request client overhead of each provider adapter vs a bare aiohttp call.
-3. aiohttp vs httpx under concurrency (the choice in docs/decisions/0001-http-client.md).
-4. A burst against 1-s limit enforcement: llmrelay (one process and three sharing Redis) vs
-   the openai SDK's retries vs LiteLLM's Router.
-5. Token estimators: time and error of the heuristic against cl100k.
-6. Router overhead per call vs LiteLLM's Router.
-7. Hedging on a heavy latency tail: p99 with and without, and what it cost.
+Sections (``BENCH_ONLY=hotpath,tokens make bench`` runs some of them):
+
+- simulator: the simulator's own throughput (it must never be the bottleneck elsewhere);
+- adapters: per-request overhead of each provider adapter over a bare aiohttp call;
+- http: aiohttp vs httpx under concurrency (docs/decisions/0001-http-client.md);
+- scheduling: a burst against 1-s limit enforcement: llmrelay (one process, and three
+  sharing Redis) vs the openai SDK's retries vs LiteLLM's Router;
+- hotpath: a routed call vs a bare call, sequential, under load, streamed, and start-up;
+  llmrelay, the openai SDK and LiteLLM side by side;
+- hedging: p99 with and without hedging on a heavy latency tail, and what it cost;
+- tokens: time and error of the heuristic estimator against cl100k.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ import asyncio
 import os
 import statistics
 import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 import msgspec
 
-from benchmarks import hedging, router, scheduling, tokens
+from benchmarks import hedging, hotpath, scheduling, tokens
+from benchmarks.bare import paired
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
 from llmrelay.providers import Deployment, HttpClient, HttpProvider, default_registry
-from llmrelay.testing import TEST_MODELS, make_config, start_simulator_process
+from llmrelay.testing import TEST_MODELS, SimulatorHandle, make_config, start_simulator_process
 from llmrelay.types import ChatRequest, Message
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -70,14 +75,14 @@ def section(title: str) -> None:
     print(f"\n## {title}\n", flush=True)
 
 
-def simulator_throughput(host: str, port: int) -> None:
-    section(f"Simulator throughput (latency 0, 32 keep-alive connections, {SECONDS:.0f} s each)")
+def simulator_throughput(sim: SimulatorHandle) -> None:
+    host, port = sim.url.removeprefix("http://").rsplit(":", 1)
     print(f"{'API':<10} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | statuses")
     for api, (path, headers, payload) in ENDPOINTS.items():
         body = msgspec.json.encode(payload)
         result = run_load(
             host,
-            port,
+            int(port),
             path,
             body,
             {**headers, "content-type": "application/json"},
@@ -93,11 +98,10 @@ def simulator_throughput(host: str, port: int) -> None:
 
 
 async def adapter_overhead(url: str) -> None:
-    section(f"Adapter overhead per request ({ROUNDS} sequential calls each, interleaved)")
-    print(
-        f"{'adapter':<10} | {'bare p50 µs':>11} | {'adapter p50 µs':>14} | {'overhead p50 µs':>15} "
-        f"| {'bare p99 µs':>11} | {'adapter p99 µs':>14}"
-    )
+    print(f"{ROUNDS} sequential calls each, alternating with a bare aiohttp call of the same bytes")
+    print("\n| adapter | bare p50 µs | adapter p50 µs | added µs (median of paired differences) "
+          "| bare p99 µs | adapter p99 µs |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
     request = ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=256)
     registry = default_registry()
     async with HttpClient() as client, aiohttp.ClientSession() as bare:
@@ -119,70 +123,82 @@ async def adapter_overhead(url: str) -> None:
             async def adapter_call() -> None:
                 await provider.send(request)  # noqa: B023 - used within the iteration
 
-            times: dict[str, list[float]] = {"bare": [], "adapter": []}
-            for _ in range(100):  # warm both pools
-                await bare_call()
-                await adapter_call()
-            for _ in range(ROUNDS):
-                for name, call in (("bare", bare_call), ("adapter", adapter_call)):
-                    start = time.perf_counter()
-                    await call()
-                    times[name].append(time.perf_counter() - start)
-            b50, a50 = (statistics.median(times[k]) * 1e6 for k in ("bare", "adapter"))
-            b99, a99 = (sorted(times[k])[int(0.99 * ROUNDS)] * 1e6 for k in ("bare", "adapter"))
+            base, adapter = await paired(bare_call, adapter_call, ROUNDS, 100)
+            added = statistics.median(a - b for b, a in zip(base, adapter, strict=True))
+            p99 = int(0.99 * (ROUNDS - 1))
             print(
-                f"{provider_name:<10} | {b50:>11.0f} | {a50:>14.0f} | {a50 - b50:>15.0f} | "
-                f"{b99:>11.0f} | {a99:>14.0f}",
+                f"| {provider_name} | {statistics.median(base) * 1e6:,.0f} | "
+                f"{statistics.median(adapter) * 1e6:,.0f} | +{added * 1e6:,.0f} | "
+                f"{sorted(base)[p99] * 1e6:,.0f} | {sorted(adapter)[p99] * 1e6:,.0f} |",
                 flush=True,
             )
 
 
+def http_clients(url: str) -> None:
+    path, headers, payload = ENDPOINTS["openai"]
+    rows = asyncio.run(
+        compare(
+            url + path,
+            msgspec.json.encode(payload),
+            {**headers, "content-type": "application/json"},
+            2000,
+        )
+    )
+    print("\n".join(rows))
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    run: Callable[[SimulatorHandle], None]
+
+
+SECTIONS: dict[str, Section] = {
+    "simulator": Section(
+        f"Simulator throughput (latency 0, 32 keep-alive connections, {SECONDS:.0f} s each)",
+        simulator_throughput,
+    ),
+    "adapters": Section(
+        "Adapter overhead per request", lambda sim: asyncio.run(adapter_overhead(sim.url))
+    ),
+    "http": Section(
+        "HTTP client under concurrency: aiohttp vs httpx (2000 requests per cell)",
+        lambda sim: http_clients(sim.url),
+    ),
+    "scheduling": Section(
+        "Scheduling: a burst against 1-s enforcement (RPM-bound and TPM-bound)", scheduling.run
+    ),
+    "hotpath": Section(
+        "The hot path: a routed call vs a bare aiohttp call (upstream and client on their own "
+        "cores)",
+        lambda sim: hotpath.run(sim, sim.pid or 0),
+    ),
+    "hedging": Section("Hedging on a heavy latency tail (2 % of answers 1 s late)", hedging.run),
+    "tokens": Section(
+        "Token estimation (median of 200 counts per sample)", lambda sim: tokens.run()
+    ),
+}
+
+
 def main() -> int:
+    """Every section, or those named in ``BENCH_ONLY`` (comma-separated)."""
     print("# llmrelay benchmarks")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    only = os.environ.get("BENCH_ONLY", "")
-    if only == "tokens":
-        section("Token estimation (median of 200 counts per sample)")
-        tokens.run()
-        return 0
+    only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name]
+    unknown = sorted(set(only) - SECTIONS.keys())
+    if unknown:
+        print(f"unknown BENCH_ONLY section(s) {unknown}; known: {', '.join(SECTIONS)}")
+        return 2
     config = make_config(
-        models=[*TEST_MODELS, scheduling.MODEL_SPEC, hedging.MODEL_SPEC], slow_s=hedging.SLOW_S
+        models=[*TEST_MODELS, scheduling.MODEL_SPEC, hedging.MODEL_SPEC],
+        slow_s=hedging.SLOW_S,
+        scripts=hotpath.SCRIPTS,
     )
     with start_simulator_process(config) as sim:
-        if only == "hedging":
-            section("Hedging on a heavy latency tail (2 % of answers 1 s late)")
-            hedging.run(sim)
-            return 0
-        if only == "router":
-            section("Router overhead per call (zero-latency deployment, interleaved)")
-            router.run(sim, ROUNDS)
-            return 0
-        if only == "scheduling":
-            section("Scheduling: a burst against 1-s enforcement (RPM-bound and TPM-bound)")
-            scheduling.run(sim)
-            return 0
-        host, port = sim.url.removeprefix("http://").rsplit(":", 1)
-        simulator_throughput(host, int(port))
-        asyncio.run(adapter_overhead(sim.url))
-        section("HTTP client under concurrency: aiohttp vs httpx (2000 requests per cell)")
-        path, headers, payload = ENDPOINTS["openai"]
-        rows = asyncio.run(
-            compare(
-                sim.url + path,
-                msgspec.json.encode(payload),
-                {**headers, "content-type": "application/json"},
-                2000,
-            )
-        )
-        print("\n".join(rows))
-        section("Scheduling: a burst against 1-s enforcement (RPM-bound and TPM-bound)")
-        scheduling.run(sim)
-        section("Router overhead per call (zero-latency deployment, interleaved)")
-        router.run(sim, ROUNDS)
-        section("Hedging on a heavy latency tail (2 % of answers 1 s late)")
-        hedging.run(sim)
-    section("Token estimation (median of 200 counts per sample)")
-    tokens.run()
+        for name, part in SECTIONS.items():
+            if not only or name in only:
+                section(part.title)
+                part.run(sim)
     return 0
 
 

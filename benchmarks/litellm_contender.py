@@ -3,8 +3,10 @@
 It imports nothing from llmrelay, so LiteLLM and its pins never meet llmrelay's
 dependencies. Prints one JSON object.
 
-``python benchmarks/litellm_contender.py load URL KEY MODEL N RPM TPM MAX_TOKENS PROMPT``
-``python benchmarks/litellm_contender.py overhead URL KEY MODEL ROUNDS``
+``python -m benchmarks.litellm_contender load URL KEY MODEL N RPM TPM MAX_TOKENS PROMPT``
+``python -m benchmarks.litellm_contender hotpath PART BASE_URL KEY MODEL ROUNDS CALLS
+STREAM_PROMPT CHUNKS STREAM_ROUNDS`` (PART: sequential, load or streaming; the baseline and
+loops are llmrelay's own ``benchmarks/bare.py``, which imports only aiohttp)
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import asyncio
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 
@@ -67,41 +68,66 @@ async def load(url: str, key: str, model: str, n: int, rpm: int, tpm: int, max_t
     }
 
 
-async def overhead(url: str, key: str, model: str, rounds: int) -> dict[str, object]:
-    from openai import AsyncOpenAI
+async def hotpath(part: str, base_url: str, key: str, model: str, *rest: str) -> dict[str, object]:
+    import aiohttp
 
-    router = _router(url, key, model, None, None)
-    direct = AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-    messages = [{"role": "user", "content": "Summarise a heist film in one sentence."}]
+    from benchmarks.bare import Bare, body, load, paired, paired_streams
 
-    async def via_router() -> None:
-        await router.acompletion(model="bench", messages=messages, max_tokens=64)
+    rounds, calls, stream_prompt, chunks, stream_rounds = rest
+    router = _router(base_url.removesuffix("/v1"), key, model, None, None)
+    prompt = "Summarise a heist film in one sentence."
+    messages = [{"role": "user", "content": prompt}]
+    streamed = body(model, stream_prompt, max_tokens=int(chunks) + 10, stream=True)
+    plain = body(model, prompt, max_tokens=64)
+    async with aiohttp.ClientSession() as session:
+        bare = Bare(session, base_url, key)
 
-    async def via_sdk() -> None:
-        await direct.chat.completions.create(model=model, messages=messages, max_tokens=64)  # type: ignore[arg-type]
+        async def bare_call() -> None:
+            await bare.call(plain)
 
-    times: dict[str, list[float]] = {"router": [], "sdk": []}
-    for _ in range(50):
-        await via_router()
-        await via_sdk()
-    for _ in range(rounds):
-        for name, call in (("router", via_router), ("sdk", via_sdk)):
+        async def routed() -> None:
+            await router.acompletion(model="bench", messages=messages, max_tokens=64)
+
+        async def routed_stream() -> tuple[float, int]:
             start = time.perf_counter()
-            await call()
-            times[name].append(time.perf_counter() - start)
-    return {
-        name: [statistics.median(v), sorted(v)[int(0.99 * len(v))]] for name, v in times.items()
-    }
+            first, count = 0.0, 0
+            stream = await router.acompletion(
+                model="bench",
+                messages=[{"role": "user", "content": stream_prompt}],
+                max_tokens=int(chunks) + 10,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    count += 1
+                    if count == 1:
+                        first = time.perf_counter() - start
+            return first, count
+
+        if part == "sequential":
+            rows: object = await paired(bare_call, routed, int(rounds), 50)
+        elif part == "load":
+            rows = [await load(routed, int(calls), c) for c in (1, 16, 64, 256)]
+        else:
+
+            async def bare_stream() -> tuple[float, int]:
+                return await bare.stream(streamed)
+
+            rows = await paired_streams(bare_stream, routed_stream, int(stream_rounds), 10)
+    return {"rows": rows}
 
 
 def main() -> None:
     logging.disable(logging.WARNING)
-    mode, url, key, model = sys.argv[1:5]
-    if mode == "load":
-        n, rpm, tpm, max_tokens = map(int, sys.argv[5:9])
-        result = asyncio.run(load(url, key, model, n, rpm, tpm, max_tokens, sys.argv[9]))
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "hotpath":
+        result = asyncio.run(hotpath(*args))
     else:
-        result = asyncio.run(overhead(url, key, model, int(sys.argv[5])))
+        url, key, model, n, rpm, tpm, max_tokens, prompt = args
+        result = asyncio.run(
+            load(url, key, model, int(n), int(rpm), int(tpm), int(max_tokens), prompt)
+        )
     import litellm
 
     result["version"] = getattr(litellm, "__version__", None) or _version()

@@ -208,11 +208,12 @@ def run_litellm(url: str, key: str, bound: Bound) -> Outcome | None:
 
 def _litellm(args: list[str]) -> dict[str, Any]:
     done = subprocess.run(
-        [str(LITELLM_PYTHON), str(ROOT / "benchmarks" / "litellm_contender.py"), *args],
+        [str(LITELLM_PYTHON), "-m", "benchmarks.litellm_contender", *args],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
+        cwd=ROOT,
     )
     if done.returncode != 0:
         raise RuntimeError(f"LiteLLM contender failed:\n{done.stderr[-3000:]}")

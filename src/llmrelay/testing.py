@@ -48,8 +48,10 @@ def make_config(**overrides: Any) -> SimulatorConfig:
 class SimulatorHandle:
     """Talks to a running simulator's control endpoints (``/_sim/...``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pid: int | None = None) -> None:
         self.url = url.rstrip("/")
+        self.pid = pid
+        """The simulator's process id when it runs in a process of its own."""
 
     @property
     def openai_base_url(self) -> str:
@@ -148,7 +150,7 @@ def start_simulator_process(
                 process.kill()
                 _, err = process.communicate(timeout=10)
                 raise RuntimeError(f"simulator process failed to start: {first}{err}")
-            yield SimulatorHandle(first.rsplit(" ", 1)[-1].strip())
+            yield SimulatorHandle(first.rsplit(" ", 1)[-1].strip(), pid=process.pid)
         finally:
             process.terminate()
             try:
