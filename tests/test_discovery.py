@@ -316,13 +316,13 @@ async def test_unreachable_server_is_none_after_one_try(client: HttpClient) -> N
         port = probe.getsockname()[1]
     made = provider(client, "openai_compatible", "m", f"http://127.0.0.1:{port}/v1")
     opened: list[str] = []
-    original = client.open
+    original = client.fetch
 
     def counting(wire: Any, timeouts: Any, origin: Any) -> Any:
         opened.append(wire.url)
         return original(wire, timeouts, origin)
 
-    client.open = counting  # type: ignore[method-assign]  # count the requests made
+    client.fetch = counting  # type: ignore[method-assign]  # count the requests made
     assert await made.discover_context_window() is None
     assert opened == [f"http://127.0.0.1:{port}/v1/models"]
 

@@ -24,7 +24,7 @@ from llmrelay.errors import (
     RateLimited,
 )
 from llmrelay.providers.base import HttpProvider, SseEvent, interrupted, loads
-from llmrelay.providers.http import Origin, WireRequest
+from llmrelay.providers.http import Headers, Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
 from llmrelay.providers.wire import (
     body_message,
@@ -232,12 +232,12 @@ class AnthropicProvider(HttpProvider):
             id=body.get("id", ""),
         )
 
-    def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
+    def error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         payload = error_payload(body)
         err = payload.get("error") if isinstance(payload, dict) else None
         return classify(status, err) if isinstance(err, dict) else plain_error(status, body)
 
-    def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
+    def rate_limits(self, headers: Headers) -> RateLimitInfo:
         def field(bucket: str, what: str) -> str | None:
             return headers.get(f"anthropic-ratelimit-{bucket}-{what}")
 

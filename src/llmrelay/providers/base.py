@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from llmrelay.errors import BadRequest, MalformedResponse, ProviderError, StreamInterrupted
-from llmrelay.providers.http import HttpClient, Origin, Timeouts, WireRequest
+from llmrelay.providers.http import Headers, HttpClient, Origin, Timeouts, WireRequest
 from llmrelay.providers.wire import error_payload, parse_retry_after
 from llmrelay.types import (
     ChatRequest,
@@ -198,7 +198,7 @@ class HttpProvider(abc.ABC):
         """A successful response body (already JSON-decoded) as a :class:`ChatResponse`."""
 
     @abc.abstractmethod
-    def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
+    def error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         """The taxonomy error for a failed response."""
 
     @abc.abstractmethod
@@ -216,7 +216,7 @@ class HttpProvider(abc.ABC):
             headers.update(self.auth_headers(self.api_key))
         return headers
 
-    def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
+    def rate_limits(self, headers: Headers) -> RateLimitInfo:
         return RateLimitInfo(retry_after_s=parse_retry_after(headers, now=self.clock))
 
     def stamp(self, error: ProviderError, status: int, info: RateLimitInfo) -> ProviderError:
@@ -267,21 +267,20 @@ class HttpProvider(abc.ABC):
 
     # -- I/O --------------------------------------------------------------------------
 
-    def _failure(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
+    def _failure(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         return self.stamp(self.error(status, headers, body), status, self.rate_limits(headers))
 
     async def send(self, request: ChatRequest) -> ChatResponse:
         self.check(request)
         wire = self.encode(msgspec.structs.replace(request, stream=False))
         started = time.perf_counter()
-        async with self._client.open(wire, self.deployment.timeouts, self.origin) as response:
-            body = await response.read()
-        if response.status >= 400:
-            raise self._failure(response.status, response.headers, body)
-        result = self.decode(loads(body, self.origin))
+        answer = await self._client.fetch(wire, self.deployment.timeouts, self.origin)
+        if answer.status >= 400:
+            raise self._failure(answer.status, answer.headers, answer.body)
+        result = self.decode(loads(answer.body, self.origin))
         result.latency_s = time.perf_counter() - started
         result.provider, result.deployment = self.name, self.deployment.id
-        result.rate_limits = self.rate_limits(response.headers)
+        result.rate_limits = self.rate_limits(answer.headers)
         return result
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -334,12 +333,11 @@ class HttpProvider(abc.ABC):
             headers=self.headers(),
             body=b"" if body is None else _encode(body),
         )
-        async with self._client.open(wire, self.deployment.timeouts, self.origin) as response:
-            data = await response.read()
-        if response.status >= 400:
-            log.debug("%s: %s answered HTTP %d", self.deployment.id, url, response.status)
+        answer = await self._client.fetch(wire, self.deployment.timeouts, self.origin)
+        if answer.status >= 400:
+            log.debug("%s: %s answered HTTP %d", self.deployment.id, url, answer.status)
             return None
-        return error_payload(data)
+        return error_payload(answer.body)
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -22,7 +22,7 @@ from llmrelay.errors import (
     Timeout,
 )
 from llmrelay.providers.base import HttpProvider, SseEvent, interrupted, load_chunk
-from llmrelay.providers.http import Origin, WireRequest
+from llmrelay.providers.http import Headers, Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
 from llmrelay.providers.windows import gemini_window
 from llmrelay.providers.wire import body_message, error_for_status, error_payload, plain_error
@@ -232,14 +232,14 @@ class GeminiProvider(HttpProvider):
             id=body.get("responseId", ""),
         )
 
-    def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
+    def error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         payload = error_payload(body)
         if isinstance(payload, list) and payload:  # a streamed request's errors come in an array
             payload = payload[0]
         err = payload.get("error") if isinstance(payload, dict) else None
         return classify(status, err) if isinstance(err, dict) else plain_error(status, body)
 
-    def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
+    def rate_limits(self, headers: Headers) -> RateLimitInfo:
         return RateLimitInfo()  # Gemini reports limits only in the body of a 429
 
     def stream_decoder(self) -> GeminiStreamDecoder:

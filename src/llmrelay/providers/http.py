@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -55,15 +56,79 @@ class Origin:
         return cls(message, provider=self.provider, deployment=self.deployment)
 
 
+Headers = Mapping[str, str]
+"""Response headers, looked up case-insensitively (aiohttp's own multidict, not a copy)."""
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """A whole non-streamed response."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+_TIMER_SLACK = 0.001
+"""Event loops run a timer up to their clock's resolution early; a re-armed timer that is
+due within this much has expired (rather than re-arming for an instant that never comes)."""
+
+
+class _IdleWatch:
+    """Cancels the reading task once a single read has waited ``idle`` seconds.
+
+    One timer serves the whole stream: a line only notes when its read began, and the timer,
+    when it fires during a read that has not yet waited ``idle``, re-arms itself for that
+    read's own deadline. (A timeout scope per line would allocate a timer per chunk.)
+    """
+
+    __slots__ = ("_handle", "_idle", "_loop", "_task", "began", "expired", "reading")
+
+    def __init__(self, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._idle = idle
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.began = 0.0
+        self.reading = False
+        self.expired = False
+
+    def start(self) -> None:
+        self.began = self._loop.time()
+        self.reading = True
+        self._task = asyncio.current_task()
+        if self._handle is None:
+            self._handle = self._loop.call_at(self.began + self._idle, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        if not self.reading:
+            return  # the next read re-arms the timer
+        due = self.began + self._idle
+        if due - self._loop.time() > _TIMER_SLACK:
+            self._handle = self._loop.call_at(due, self._check)
+        elif self._task is not None:
+            self.expired = True
+            self._task.cancel()
+
+    def timed_out(self) -> bool:
+        """Whether a cancellation being handled is this watch's own (and consume it)."""
+        return self.expired and self._task is not None and self._task.uncancel() == 0
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class HttpResponse:
-    """An open response: status and headers, and the body read whole or by lines."""
+    """An open streamed response: status and headers, then the body by lines."""
 
     def __init__(self, raw: aiohttp.ClientResponse, origin: Origin, idle: float) -> None:
         self._raw = raw
         self._origin = origin
         self._idle = idle
         self.status = raw.status
-        self.headers: dict[str, str] = {k.lower(): v for k, v in raw.headers.items()}
+        self.headers: Headers = raw.headers
         self.started = False
         """True once a line of the body was handed out (a failure after it is an interruption)."""
 
@@ -82,25 +147,34 @@ class HttpResponse:
 
     async def lines(self) -> AsyncIterator[bytes]:
         """Body lines without their line ending; failures map to the taxonomy."""
-        content = self._raw.content
-        while True:
-            try:
-                async with asyncio.timeout(self._idle):
-                    line = await content.readline()
-            except TimeoutError:
-                idle: type[ProviderError] = StreamInterrupted if self.started else Timeout
-                raise self._origin.error(idle, f"stream idle for more than {self._idle}s") from None
-            except aiohttp.ClientError as exc:
-                lost: type[ProviderError] = (
-                    StreamInterrupted if self.started else ProviderUnavailable
-                )
-                raise self._origin.error(
-                    lost, f"connection lost during the stream: {_describe(exc)}"
-                ) from exc
-            if not line:
-                return
-            self.started = True
-            yield line.rstrip(b"\r\n")
+        readline = self._raw.content.readline
+        watch = _IdleWatch(self._idle)
+        try:
+            while True:
+                watch.start()
+                try:
+                    line = await readline()
+                except asyncio.CancelledError:
+                    if not watch.timed_out():
+                        raise
+                    raise self._origin.error(
+                        StreamInterrupted if self.started else Timeout,
+                        f"stream idle for more than {self._idle}s",
+                    ) from None
+                except aiohttp.ClientError as exc:
+                    lost: type[ProviderError] = (
+                        StreamInterrupted if self.started else ProviderUnavailable
+                    )
+                    raise self._origin.error(
+                        lost, f"connection lost during the stream: {_describe(exc)}"
+                    ) from exc
+                watch.reading = False
+                if not line:
+                    return
+                self.started = True
+                yield line.rstrip(b"\r\n")
+        finally:
+            watch.close()
 
 
 class HttpClient:
@@ -114,6 +188,7 @@ class HttpClient:
         self._max_connections = max_connections
         self._max_per_host = max_per_host
         self._session: aiohttp.ClientSession | None = None
+        self._connect_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -131,26 +206,75 @@ class HttpClient:
             )
         return self._session
 
+    def _connect_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        found = self._connect_timeouts.get(seconds)
+        if found is None:
+            found = self._connect_timeouts[seconds] = aiohttp.ClientTimeout(
+                total=None, sock_connect=seconds
+            )
+        return found
+
+    async def fetch(self, wire: WireRequest, timeouts: Timeouts, origin: Origin) -> Answer:
+        """Send ``wire`` and read the whole answer, under one timeout scope: the head within
+        ``connect + first_byte``, then the body within ``idle``."""
+        session = self._get_session()
+        reading = False
+        try:
+            async with asyncio.timeout(timeouts.connect + timeouts.first_byte) as scope:
+                raw = await session.request(
+                    wire.method,
+                    wire.url,
+                    data=wire.body,
+                    headers=wire.headers,
+                    timeout=self._connect_timeout(timeouts.connect),
+                )
+                reading = True
+                scope.reschedule(asyncio.get_running_loop().time() + timeouts.idle)
+                try:
+                    body = await raw.read()
+                finally:
+                    raw.release()
+        except aiohttp.ServerTimeoutError as exc:
+            raise origin.error(Timeout, f"connect timeout: {_describe(exc)}") from exc
+        except aiohttp.ClientError as exc:
+            if reading:
+                raise origin.error(
+                    ProviderUnavailable, f"connection lost reading the response: {_describe(exc)}"
+                ) from exc
+            raise origin.error(
+                ProviderUnavailable, f"cannot reach {wire.url}: {_describe(exc)}"
+            ) from exc
+        except TimeoutError:
+            if reading:
+                raise origin.error(
+                    Timeout, f"no data for {timeouts.idle}s reading the response"
+                ) from None
+            raise origin.error(Timeout, f"no response within {timeouts.first_byte}s") from None
+        return Answer(raw.status, raw.headers, body)
+
     @contextlib.asynccontextmanager
     async def open(
         self, wire: WireRequest, timeouts: Timeouts, origin: Origin
     ) -> AsyncIterator[HttpResponse]:
-        """Send ``wire`` and yield the response once its head has arrived."""
+        """Send ``wire`` and yield the response once its head has arrived (for streams)."""
         session = self._get_session()
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         try:
             async with asyncio.timeout(timeouts.connect + timeouts.first_byte):
                 raw = await session.request(
-                    wire.method, wire.url, data=wire.body, headers=wire.headers, timeout=timeout
+                    wire.method,
+                    wire.url,
+                    data=wire.body,
+                    headers=wire.headers,
+                    timeout=self._connect_timeout(timeouts.connect),
                 )
-        except TimeoutError:
-            raise origin.error(Timeout, f"no response within {timeouts.first_byte}s") from None
         except aiohttp.ServerTimeoutError as exc:
             raise origin.error(Timeout, f"connect timeout: {_describe(exc)}") from exc
         except aiohttp.ClientError as exc:
             raise origin.error(
                 ProviderUnavailable, f"cannot reach {wire.url}: {_describe(exc)}"
             ) from exc
+        except TimeoutError:
+            raise origin.error(Timeout, f"no response within {timeouts.first_byte}s") from None
         try:
             yield HttpResponse(raw, origin, timeouts.idle)
         finally:

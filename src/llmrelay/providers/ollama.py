@@ -17,7 +17,7 @@ from llmrelay.errors import (
     ProviderError,
 )
 from llmrelay.providers.base import Framing, HttpProvider, SseEvent, interrupted, load_chunk
-from llmrelay.providers.http import Origin, WireRequest
+from llmrelay.providers.http import Headers, Origin, WireRequest
 from llmrelay.providers.parts import data_url, json_arguments
 from llmrelay.providers.windows import ollama_show_window
 from llmrelay.providers.wire import body_message, error_for_status, error_payload, plain_error
@@ -197,7 +197,7 @@ class OllamaProvider(HttpProvider):
             model=body.get("model", ""),
         )
 
-    def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
+    def error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         payload = error_payload(body)
         error = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(error, str):

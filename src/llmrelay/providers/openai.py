@@ -18,7 +18,7 @@ from llmrelay.errors import (
     QuotaExhausted,
 )
 from llmrelay.providers.base import HttpProvider, SseEvent, interrupted, load_chunk
-from llmrelay.providers.http import Origin, WireRequest
+from llmrelay.providers.http import Headers, Origin, WireRequest
 from llmrelay.providers.windows import (
     listed_model,
     llamacpp_props_window,
@@ -196,7 +196,7 @@ class OpenAIProvider(HttpProvider):
             id=body.get("id", ""),
         )
 
-    def error(self, status: int, headers: dict[str, str], body: bytes) -> ProviderError:
+    def error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         payload = error_payload(body)
         if not isinstance(payload, dict):
             return plain_error(status, body)
@@ -206,7 +206,7 @@ class OpenAIProvider(HttpProvider):
             return classify(status, payload)
         return plain_error(status, body)
 
-    def rate_limits(self, headers: dict[str, str]) -> RateLimitInfo:
+    def rate_limits(self, headers: Headers) -> RateLimitInfo:
         return RateLimitInfo(
             requests_limit=to_int(headers.get("x-ratelimit-limit-requests")),
             requests_remaining=to_int(headers.get("x-ratelimit-remaining-requests")),

@@ -23,6 +23,7 @@ from llmrelay.errors import (
     Timeout,
     shorten,
 )
+from llmrelay.providers.http import Headers
 
 _decode = msgspec.json.Decoder()
 ERROR_BODY_LIMIT = 300
@@ -93,9 +94,7 @@ def positive_int(value: Any) -> int | None:
     return None
 
 
-def parse_retry_after(
-    headers: dict[str, str], *, now: Callable[[], float] = time.time
-) -> float | None:
+def parse_retry_after(headers: Headers, *, now: Callable[[], float] = time.time) -> float | None:
     """``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), in seconds.
 
     ``now`` is the wall clock an HTTP date is measured from (seconds since the epoch).
