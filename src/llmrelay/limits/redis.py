@@ -31,7 +31,7 @@ from llmrelay.limits.memory import (
     Clock,
     MemoryBackend,
 )
-from llmrelay.limits.plan import Amounts, Plan, Snapshot
+from llmrelay.limits.plan import Amounts, Days, Plan, Snapshot
 from llmrelay.types import RateLimitInfo
 
 log = logging.getLogger("llmrelay.limits")
@@ -182,7 +182,7 @@ save()
 return num(wait)
 """
 
-_GIVE = """
+_GIVE_BODY = """
 confirmed = true
 local a = amounts()
 for i = 1, 4 do
@@ -194,6 +194,9 @@ for _, e in ipairs(log) do
     for i = 1, 4 do e[2 + i] = math.max(0, e[2 + i] - a[i]) end
   end
 end
+"""
+
+_GIVE = _GIVE_BODY + """
 save()
 return 1
 """
@@ -220,45 +223,59 @@ save()
 return num(learned_window * (1 + learned_pad))
 """
 
-# ARGV 15-18: requests limit, requests remaining, tokens limit, tokens remaining; 24-27: input
-# tokens limit and remaining, output tokens limit and remaining ("" = none)
-_OBSERVE = """
-confirmed = true
-local function lower(i, remaining)
-  if levels[i] == nil then levels[i] = remaining else levels[i] = math.min(levels[i], remaining) end
-end
-local rl, rr = tonumber(ARGV[15]), tonumber(ARGV[16])
-local tl, tr = tonumber(ARGV[17]), tonumber(ARGV[18])
-if rl ~= nil and rl > 0 then
-  if tonumber(ARGV[4]) == 1 then caps[1] = 1 else caps[1] = math.max(1, rl - margin) end
-  redis.call('HSET', key, 'c1', num(caps[1]), 'r1', num(rl / 60))
-end
-if rr ~= nil then lower(1, rr - margin) end
--- Which bucket each token figure governs: as _token_figures in memory.py.
-local function learn(t, lim, rem)
-  if lim ~= nil and lim > 0 then
-    caps[t] = math.floor(lim * (1 - token_margin))
-    redis.call('HSET', key, 'c' .. t, num(caps[t]), 'r' .. t, num(lim / 60))
+# Header feedback, as _State.observe in memory.py. ARGV[at .. at+3]: requests limit and
+# remaining, tokens limit and remaining; ARGV[apart .. apart+3]: input tokens limit and
+# remaining, output tokens limit and remaining ("" = none).
+_OBSERVE_FN = """
+local function observe(at, apart)
+  confirmed = true
+  local function lower(i, remaining)
+    if levels[i] == nil then levels[i] = remaining else levels[i] = math.min(levels[i], remaining) end
   end
-  if rem ~= nil then
-    local held = 0
-    if caps[t] > 0 then held = caps[t] / (1 - token_margin) * token_margin end
-    lower(t, rem - held)
+  local rl, rr = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local tl, tr = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+  if rl ~= nil and rl > 0 then
+    if tonumber(ARGV[4]) == 1 then caps[1] = 1 else caps[1] = math.max(1, rl - margin) end
+    redis.call('HSET', key, 'c1', num(caps[1]), 'r1', num(rl / 60))
+  end
+  if rr ~= nil then lower(1, rr - margin) end
+  -- Which bucket each token figure governs: as _token_figures in memory.py.
+  local function learn(t, lim, rem)
+    if lim ~= nil and lim > 0 then
+      caps[t] = math.floor(lim * (1 - token_margin))
+      redis.call('HSET', key, 'c' .. t, num(caps[t]), 'r' .. t, num(lim / 60))
+    end
+    if rem ~= nil then
+      local held = 0
+      if caps[t] > 0 then held = caps[t] / (1 - token_margin) * token_margin end
+      lower(t, rem - held)
+    end
+  end
+  local il, ir = tonumber(ARGV[apart]), tonumber(ARGV[apart + 1])
+  if il ~= nil or ir ~= nil then
+    learn(3, il, ir)
+    learn(4, tonumber(ARGV[apart + 2]), tonumber(ARGV[apart + 3]))
+    if tonumber(ARGV[5]) > 0 then learn(2, tl, tr) end
+  else
+    local t = 2
+    if tonumber(ARGV[5]) == 0 and tonumber(ARGV[6]) > 0 then t = 3 end
+    learn(t, tl, tr)
+  end
+  for i = 1, 4 do
+    if levels[i] ~= nil and caps[i] > 0 then levels[i] = math.min(levels[i], caps[i]) end
   end
 end
-local il, ir = tonumber(ARGV[24]), tonumber(ARGV[25])
-if il ~= nil or ir ~= nil then
-  learn(3, il, ir)
-  learn(4, tonumber(ARGV[26]), tonumber(ARGV[27]))
-  if tonumber(ARGV[5]) > 0 then learn(2, tl, tr) end
-else
-  local t = 2
-  if tonumber(ARGV[5]) == 0 and tonumber(ARGV[6]) > 0 then t = 3 end
-  learn(t, tl, tr)
-end
-for i = 1, 4 do
-  if levels[i] ~= nil and caps[i] > 0 then levels[i] = math.min(levels[i], caps[i]) end
-end
+"""
+
+_OBSERVE = _OBSERVE_FN + """
+observe(15, 24)
+save()
+return 1
+"""
+
+_SETTLE = _OBSERVE_FN + _GIVE_BODY + """
+-- ARGV 24-31: header feedback, observed when ARGV[32] is "1"
+if ARGV[32] == '1' then observe(24, 28) end
 save()
 return 1
 """
@@ -298,6 +315,14 @@ class LimiterMetrics:
     redis_errors: int = 0
     fallback_decisions: int = 0
     outages: int = 0
+
+
+def _feedback(info: RateLimitInfo) -> tuple[Any, ...]:
+    """The eight header figures the Lua ``observe`` reads ("" for a figure not sent)."""
+    figures = (info.requests_limit, info.requests_remaining, info.tokens_limit,
+               info.tokens_remaining, info.input_tokens_limit, info.input_tokens_remaining,
+               info.output_tokens_limit, info.output_tokens_remaining)  # fmt: skip
+    return tuple("" if v is None else v for v in figures)
 
 
 class RedisBackend:
@@ -341,12 +366,14 @@ class RedisBackend:
         self._clock = clock
         self._wall = wall
         self._local = MemoryBackend(clock=clock or time.monotonic, wall=wall)
+        self._days = Days()
         self._retry_at = 0.0
         self._scripts = {
             name: self._redis.register_script(_PRELUDE + body)
             for name, body in (
                 ("reserve", _RESERVE),
                 ("give", _GIVE),
+                ("settle", _SETTLE),
                 ("observe", _OBSERVE),
                 ("block", _BLOCK),
                 ("tighten", _TIGHTEN),
@@ -358,7 +385,7 @@ class RedisBackend:
     def _argv(
         self, plan: Plan, extra: tuple[Any, ...], ident: str, more: tuple[Any, ...] = ()
     ) -> list[Any]:
-        day, day_left = plan.day(self._wall())
+        day, day_left = self._days(plan, self._wall())
         now = "" if self._clock is None else repr(self._clock())
         own = [*extra, *[""] * (5 - len(extra))]
         return [now, day, repr(day_left), *map(repr, plan.caps), *map(repr, plan.rates),
@@ -419,10 +446,24 @@ class RedisBackend:
         wait = float(result)
         return math.inf if wait < 0 else wait
 
-    async def give(self, key: str, plan: Plan, amounts: Amounts, ident: str) -> None:
+    async def give(
+        self,
+        key: str,
+        plan: Plan,
+        amounts: Amounts,
+        ident: str,
+        info: RateLimitInfo | None = None,
+    ) -> None:
+        if info is None:
+            await self._run(
+                "give", key, plan, tuple(map(repr, amounts)),
+                lambda p: self._local.give(key, p, amounts, ident), ident,
+            )  # fmt: skip
+            return
         await self._run(
-            "give", key, plan, tuple(map(repr, amounts)),
-            lambda p: self._local.give(key, p, amounts, ident), ident,
+            "settle", key, plan, tuple(map(repr, amounts)),
+            lambda p: self._local.give(key, p, amounts, ident, info), ident,
+            (*_feedback(info), "1"),
         )  # fmt: skip
 
     async def tighten(self, key: str, plan: Plan) -> float:
@@ -433,14 +474,10 @@ class RedisBackend:
         return float(result)
 
     async def observe(self, key: str, plan: Plan, info: RateLimitInfo) -> None:
-        fields = (info.requests_limit, info.requests_remaining, info.tokens_limit,
-                  info.tokens_remaining)  # fmt: skip
-        apart = (info.input_tokens_limit, info.input_tokens_remaining,
-                 info.output_tokens_limit, info.output_tokens_remaining)  # fmt: skip
+        figures = _feedback(info)
         await self._run(
-            "observe", key, plan, tuple("" if v is None else v for v in fields),
-            lambda p: self._local.observe(key, p, info), "",
-            tuple("" if v is None else v for v in apart),
+            "observe", key, plan, figures[:4],
+            lambda p: self._local.observe(key, p, info), "", figures[4:],
         )  # fmt: skip
 
     async def stamp(self, key: str, plan: Plan, ident: str) -> None:
