@@ -275,10 +275,10 @@ def cost(input_tokens: int, output_tokens: int, requests: int = 1) -> Amounts:
 ZERO: Amounts = (0.0, 0.0, 0.0, 0.0, 0.0)
 
 __all__ = [
-    "Days",
     "DIMENSIONS",
     "ZERO",
     "Amounts",
+    "Days",
     "Limits",
     "Occupancy",
     "Plan",

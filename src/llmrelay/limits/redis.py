@@ -196,10 +196,13 @@ for _, e in ipairs(log) do
 end
 """
 
-_GIVE = _GIVE_BODY + """
+_GIVE = (
+    _GIVE_BODY
+    + """
 save()
 return 1
 """
+)
 
 _STAMP = """
 for _, e in ipairs(log) do
@@ -230,7 +233,8 @@ _OBSERVE_FN = """
 local function observe(at, apart)
   confirmed = true
   local function lower(i, remaining)
-    if levels[i] == nil then levels[i] = remaining else levels[i] = math.min(levels[i], remaining) end
+    if levels[i] == nil then levels[i] = remaining
+    else levels[i] = math.min(levels[i], remaining) end
   end
   local rl, rr = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   local tl, tr = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
@@ -267,18 +271,25 @@ local function observe(at, apart)
 end
 """
 
-_OBSERVE = _OBSERVE_FN + """
+_OBSERVE = (
+    _OBSERVE_FN
+    + """
 observe(15, 24)
 save()
 return 1
 """
+)
 
-_SETTLE = _OBSERVE_FN + _GIVE_BODY + """
+_SETTLE = (
+    _OBSERVE_FN
+    + _GIVE_BODY
+    + """
 -- ARGV 24-31: header feedback, observed when ARGV[32] is "1"
 if ARGV[32] == '1' then observe(24, 28) end
 save()
 return 1
 """
+)
 
 _BLOCK = """
 blocked = math.max(blocked, now + tonumber(ARGV[15]))
