@@ -9,7 +9,8 @@ Method (every figure has its baseline measured in the same block):
   three times, and the quietest run is kept.
 - Sequential calls: a bare call and a routed call alternate, round after round; "added" is
   the median of the per-round differences (p99s are shown per column, never subtracted).
-- CPU per request: this process's CPU time over N calls at 1, 16, 64 and 256 in flight.
+- CPU per request: this process's CPU time over N calls at 1, 16, 64 and 256 in flight,
+  taken in four slices that alternate between the clients.
 - Streaming (200 text chunks): time to first chunk and time per chunk, paired the same way.
 - Start-up: import time, then the time and RSS to build one client, in fresh processes.
 
@@ -49,6 +50,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2000"))
 STREAM_ROUNDS = max(50, ROUNDS // 10)
 LOAD_CALLS = int(os.environ.get("BENCH_LOAD_CALLS", "4000"))
 CONCURRENCY = (1, 16, 64, 256)
+LOAD_SLICES = 4
 NOISE = float(os.environ.get("BENCH_NOISE", "0.10"))
 CLIENT_CORE, SERVER_CORE = 1, 0
 
@@ -191,8 +193,19 @@ async def in_process(sim: SimulatorHandle, part: str) -> dict[str, Any]:
                 out["openai SDK"] = await paired(bare_call, sdk_call, ROUNDS // 2, 100)
             elif part == "load":
                 contenders = {"bare": bare_call, "llmrelay": routed, "openai SDK": sdk_call}
-                for name, call in contenders.items():
-                    out[name] = [await load(call, LOAD_CALLS, c) for c in CONCURRENCY]
+                for name in contenders:
+                    out[name] = []
+                for c in CONCURRENCY:
+                    # Slices alternate between the clients, so a drift of the machine's
+                    # state during the block falls on all of them alike.
+                    slices: dict[str, list[dict[str, float]]] = {n: [] for n in contenders}
+                    for _ in range(LOAD_SLICES):
+                        for name, call in contenders.items():
+                            slices[name].append(await load(call, LOAD_CALLS // LOAD_SLICES, c))
+                    for name, cells in slices.items():
+                        out[name].append(
+                            {k: statistics.fmean(x[k] for x in cells) for k in cells[0]}
+                        )
             else:
 
                 async def bare_stream() -> tuple[float, int]:
