@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from llmrelay.limits import Limiter, Limits, MemoryBackend, Reservation, cost
 from llmrelay.limits.memory import UNCONFIRMED_GRACE_S
-from llmrelay.limits.plan import TPM, Plan
+from llmrelay.limits.plan import TPM, Days, Plan
 from llmrelay.limits.redis import RedisBackend
 from llmrelay.simulator.state import Limiter as ProviderBucket
 from llmrelay.simulator.state import Quota, Refusal
@@ -462,3 +462,33 @@ def test_reserve_reconcile_release_never_leak(kind: str, ops: list[Any]) -> None
     tokens_left, spent_tokens, requests_left, spent_requests = run(kind, scenario)
     assert tokens_left == pytest.approx(1_000_000 - spent_tokens)
     assert requests_left == pytest.approx(1_000 - spent_requests)
+
+
+async def test_reconcile_adopts_the_answers_headers_in_the_same_step(
+    limiter: tuple[Limiter, FakeClock],
+) -> None:
+    """Usage and header feedback settle together: the reported limit and remaining count
+    apply as if observed (on Redis in the same script, with no fallback to local state)."""
+    lim, _ = limiter
+    plan = Limits(rpm=600, tpm=100_000, token_margin=0, short_window_s=0).plan()
+    reservation = await lim.reserve("d", plan, cost(100, 100))
+    assert isinstance(reservation, Reservation)
+    info = RateLimitInfo(
+        requests_limit=60, requests_remaining=5, tokens_limit=6_000, tokens_remaining=900
+    )
+    await lim.reconcile(reservation, Usage(input_tokens=100, output_tokens=20), info)
+    snapshot = await lim.snapshot("d", plan)
+    assert snapshot.caps[0] == 58 and snapshot.levels[0] == pytest.approx(3)
+    assert snapshot.caps[TPM] == 6_000 and snapshot.levels[TPM] == pytest.approx(900)
+    backend = lim.backend
+    if isinstance(backend, RedisBackend):
+        assert backend.metrics.fallback_decisions == 0
+
+
+def test_days_are_worked_out_once_a_day_and_again_when_the_clock_goes_back() -> None:
+    """The cached day answers exactly as Plan.day does, across midnights and backwards."""
+    plan = Limits(rpd=10, day_reset_tz="America/Los_Angeles").plan()
+    days = Days()
+    start = 1_700_000_000.0
+    for wall in [start, start + 10, start + 86_000, start + 90_000, start - 5, start + 3 * 86_400]:
+        assert days(plan, wall) == pytest.approx(plan.day(wall))
