@@ -69,7 +69,9 @@ class Reservation(msgspec.Struct, kw_only=True):
     settled: bool = False
     queued: bool = False
     """Granted after a wait in a queue: its short-window entry is restarted when it is sent
-    (:meth:`Limiter.sent`). One granted at once is sent at the instant it was taken."""
+    (:meth:`Limiter.sent`). One granted at once by an in-process backend is sent at the
+    instant it was taken; a shared backend's instant is its server's, a round trip before
+    the send, so its entries are always restarted."""
 
 
 class Limiter:
@@ -137,7 +139,7 @@ class Limiter:
         has to be encoded and written), and the provider counts each from its arrival; so
         the window's clock for an entry starts when it is sent, not when it was admitted.
         """
-        if reservation.queued:
+        if reservation.queued or self.backend.shared:
             await self.backend.stamp(reservation.key, reservation.plan, reservation.ident)
 
     async def tighten(self, key: str, plan: Plan) -> float:
