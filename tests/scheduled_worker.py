@@ -30,10 +30,11 @@ async def main(
     )
     provider = ScheduledProvider(
         default_registry().create(deployment),
-        # Three replicas and the simulator share two cores in the test suite: a request can
-        # reach the simulator 50 ms after it left, more than the default 3 % pad of a 1-s
-        # window absorbs, so these replicas hold each entry 6 % longer.
-        Limits(rpm=rpm, tpm=tpm, window_pad=0.06),
+        # Three replicas and the simulator share two cores in the test suite, and the
+        # simulator shares the GIL with the test process: a request can reach it 50-70 ms
+        # after it left, more than the default 3 % pad of a 1-s window absorbs, so these
+        # replicas hold each entry 8 % longer (as the one-process burst test does).
+        Limits(rpm=rpm, tpm=tpm, window_pad=0.08),
         scheduler=scheduler,
     )
     results = await asyncio.gather(
