@@ -13,7 +13,7 @@ PORT   ?= 8900
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langfuse,langchain,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langfuse,langchain,media,agents,dev]'
 	@touch $(STAMP)
 
 # The `semantic` extra is left out: it pulls torch, whose default wheel is a multi-GB CUDA

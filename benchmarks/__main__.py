@@ -10,7 +10,8 @@ Sections (``BENCH_ONLY=hotpath,tokens make bench`` runs some of them):
 - hotpath: a routed call vs a bare call, sequential, under load, streamed, and start-up;
   llmrelay, the openai SDK and LiteLLM side by side;
 - hedging: p99 with and without hedging on a heavy latency tail, and what it cost;
-- tokens: time and error of the heuristic estimator against cl100k.
+- tokens: time and error of the heuristic estimator against cl100k;
+- media: the file-name parser against guessit alone, its cache, LLM batching and accuracy.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from benchmarks import hedging, hotpath, scheduling, tokens
+from benchmarks import hedging, hotpath, media, scheduling, tokens
 from benchmarks.bare import paired
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
@@ -176,6 +177,10 @@ SECTIONS: dict[str, Section] = {
     "hedging": Section("Hedging on a heavy latency tail (2 % of answers 1 s late)", hedging.run),
     "tokens": Section(
         "Token estimation (median of 200 counts per sample)", lambda sim: tokens.run()
+    ),
+    "media": Section(
+        "media: file names, the deterministic path, the cache, LLM batching and accuracy",
+        lambda sim: media.run(),
     ),
 }
 

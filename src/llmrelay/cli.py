@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmrelay.errors import LLMRelayError
+from llmrelay.media import cli as media_cli  # argparse only; run() imports the rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,16 @@ COMMANDS: dict[str, Command] = {
         ),
         configure=_simulate_args,
         run=_simulate,
+    ),
+    "media": Command(
+        help="parse video file names (calibrated confidence, LLM refinement), plan renames",
+        description=(
+            "Parse video file names with guessit, score each field with a calibrated "
+            "confidence, send the unsure ones to the LLM chain of the media: section, and "
+            "plan or apply renames (never overwriting, with an undo file)."
+        ),
+        configure=media_cli.configure,
+        run=media_cli.run,
     ),
 }
 

@@ -326,6 +326,10 @@ class RelaySettings(_Section):
     catalog: dict[str, dict[str, Any]] = Field(default_factory=dict)
     providers: dict[str, str] = Field(default_factory=dict)
     """More provider adapters: name → ``package.module:Class`` (see the module docstring)."""
+    media: Any = None
+    """``media:`` — the video-filename parser's settings (:mod:`llmrelay.media.config`)."""
+    agents: Any = None
+    """``agents:`` — the runs service's settings (:mod:`llmrelay.agents.config`)."""
 
     @field_validator("redis_url")
     @classmethod
@@ -419,13 +423,25 @@ def import_factory(path: str) -> ProviderFactory:
 # -- reading -------------------------------------------------------------------------------
 
 
+APP_SECTIONS = ("media", "agents")
+"""Sections that belong to an application. The router leaves them alone; the application
+that reads the file passes its model (``sections=``), so they are validated here, with
+the same error messages, without this layer importing the application."""
+
+
 def parse_settings(
-    raw: Any, source: str, *, providers: Mapping[str, ProviderFactory] | None = None
+    raw: Any,
+    source: str,
+    *,
+    providers: Mapping[str, ProviderFactory] | None = None,
+    sections: Mapping[str, type[BaseModel]] | None = None,
 ) -> RelaySettings:
     """Validate ``raw`` (already-parsed YAML) from ``source`` into settings.
 
     ``providers`` are adapters registered in code (:meth:`LLMBuilder.with_provider`):
     deployments may name them as well as the built-in ones and those under ``providers:``.
+    ``sections`` validates application sections (:data:`APP_SECTIONS`) with their models:
+    the answer's attribute of that name is then an instance of the model, or ``None``.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -436,7 +452,7 @@ def parse_settings(
     if isinstance(data.get("providers"), Mapping):
         known |= set(data["providers"])
     try:
-        return RelaySettings.model_validate(data, context={"providers": known})
+        return _settings_model(sections).model_validate(data, context={"providers": known})
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
@@ -447,10 +463,24 @@ def parse_settings(
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
+def _settings_model(sections: Mapping[str, type[BaseModel]] | None) -> type[RelaySettings]:
+    if not sections:
+        return RelaySettings
+    unknown = sorted(set(sections) - set(APP_SECTIONS))
+    if unknown:
+        raise ValueError(f"not an application section: {unknown[0]!r} (known: {APP_SECTIONS})")
+    fields: dict[str, Any] = {name: (model | None, None) for name, model in sections.items()}
+    return create_model("RelaySettings", __base__=RelaySettings, **fields)
+
+
 def load_settings(
-    path: str | Path, *, providers: Mapping[str, ProviderFactory] | None = None
+    path: str | Path,
+    *,
+    providers: Mapping[str, ProviderFactory] | None = None,
+    sections: Mapping[str, type[BaseModel]] | None = None,
 ) -> RelaySettings:
-    """Read and validate a YAML configuration file (``providers``: see :func:`parse_settings`)."""
+    """Read and validate a YAML configuration file (``providers``, ``sections``: see
+    :func:`parse_settings`)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -458,7 +488,7 @@ def load_settings(
         raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_settings(raw, str(path), providers=providers)
+    return parse_settings(raw, str(path), providers=providers, sections=sections)
 
 
 def _shows_input(err: Any) -> bool:
@@ -502,6 +532,7 @@ def _lower_keys(value: Any) -> Any:
 
 
 __all__ = [
+    "APP_SECTIONS",
     "PACING",
     "BreakerSettings",
     "DeploymentSettings",
