@@ -1,0 +1,98 @@
+"""``agents:`` — the runs service's settings (database, planner, limits, API keys).
+
+.. code-block:: yaml
+
+    agents:
+      database_url: ${DATABASE_URL:-}      # empty: SQLite files under data_dir
+      data_dir: .llmrelay
+      planner: {mode: auto, groups: {cheap: cheap, balanced: default, strong: strong}}
+      api_keys: ["${AGENTS_API_KEY}"]
+      http_allow: [api.example.com]
+      retention_days: 30
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Level = Literal["cheap", "balanced", "strong"]
+
+
+def _default_groups() -> dict[Level, str]:
+    return {"cheap": "default", "balanced": "default", "strong": "default"}
+
+
+class PlannerSettings(_Section):
+    """``agents.planner:`` — which planner answers, and which model groups it uses."""
+
+    mode: Literal["auto", "pattern", "llm"] = "auto"
+    """``auto``: the LLM planner behind a breaker, the pattern planner when it is open or
+    fails; ``pattern``: no LLM; ``llm``: the LLM planner only."""
+    groups: dict[Level, str] = Field(default_factory=_default_groups)
+    """The model group asked for each complexity level of a prompt."""
+    balanced_from: float = Field(default=0.35, ge=0, le=1)
+    """Complexity score (0..1) from which the balanced group is used."""
+    strong_from: float = Field(default=0.7, ge=0, le=1)
+    """Complexity score from which the strong group is used."""
+    breaker_failures: int = Field(default=3, ge=1)
+    """Consecutive LLM-planner failures that open its breaker."""
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    """How long the breaker stays open before one call may try the LLM again."""
+    max_replans: int = Field(default=1, ge=0, le=5)
+    """How many times an invalid LLM plan is sent back with the checker's problems."""
+    max_tokens: int = Field(default=1200, gt=0)
+
+
+class AgentSettings(_Section):
+    """The agents runs service."""
+
+    name: str = Field(default="llmrelay-agents", pattern=r"^[a-z0-9_-]{3,64}$")
+    """The durable engine's application name (a process recovers the workflows of its name)."""
+    database_url: str | None = None
+    """``postgresql://…`` or ``sqlite:///…``; unset: SQLite files under ``data_dir``."""
+    data_dir: Path = Path(".llmrelay")
+    engine_poll_s: float = Field(default=1.0, ge=0.01, le=10)
+    """How often the engine's background thread polls its database for notifications; a
+    shutdown waits for it, so tests lower it."""
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    api_keys: list[str] = Field(default_factory=list)
+    """Static keys accepted as ``Authorization: Bearer <key>`` or ``X-API-Key``; empty: the
+    API is open (until the gateway's virtual keys back it)."""
+    http_allow: list[str] = Field(default_factory=list)
+    """Hosts (``host`` or ``host:port``) the ``http_get`` tool may reach."""
+    plugins: bool = True
+    """Load third-party tools from the ``llmrelay.agents.tools`` entry points."""
+    max_prompt_chars: int = Field(default=4000, gt=0)
+    max_steps: int = Field(default=20, gt=0, le=1000)
+    max_input_bytes: int = Field(default=16_384, gt=0)
+    max_body_bytes: int = Field(default=262_144, gt=0)
+    retention_days: float = Field(default=30.0, gt=0)
+    """``llmrelay agent prune`` deletes runs finished longer ago than this."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(f"expected postgresql://… or sqlite:///…, got {value!r}")
+        return value.strip()
+
+    def store_url(self) -> str:
+        """Where runs, steps, events and todos are kept."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'agents.sqlite'}"
+
+    def engine_url(self) -> str:
+        """The durable engine's system database (its own SQLite file by default)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'agents-engine.sqlite'}"
+
+
+__all__ = ["AgentSettings", "PlannerSettings"]

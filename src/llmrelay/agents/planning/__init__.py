@@ -1,0 +1,22 @@
+"""Planners: prompt → checked plan (pattern rules, an LLM through SmartLLM, a fallback)."""
+
+from llmrelay.agents.planning.auto import FallbackPlanner
+from llmrelay.agents.planning.base import Planned, Planner
+from llmrelay.agents.planning.breaker import PlannerBreaker
+from llmrelay.agents.planning.complexity import complexity, level
+from llmrelay.agents.planning.llm import PLAN_SCHEMA, LLMPlanner, system_prompt
+from llmrelay.agents.planning.pattern import PatternPlanner, clauses
+
+__all__ = [
+    "PLAN_SCHEMA",
+    "FallbackPlanner",
+    "LLMPlanner",
+    "PatternPlanner",
+    "Planned",
+    "Planner",
+    "PlannerBreaker",
+    "clauses",
+    "complexity",
+    "level",
+    "system_prompt",
+]

@@ -1,0 +1,29 @@
+"""What every planner returns, and the interface they share."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from llmrelay.agents.plan import Plan
+
+
+class Planned(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked plan and who made it (recorded on the run)."""
+
+    plan: Plan
+    planner: str
+    """``pattern`` or ``llm``."""
+    note: str = ""
+    """Why this planner answered (``fallback: …``), the model group asked, replans made."""
+    group: str | None = None
+
+
+class Planner(Protocol):
+    async def plan(self, prompt: str) -> Planned:
+        """A plan checked against the tool registry, or ``PlanningFailed``/``PlanInvalid``."""
+        ...
+
+
+__all__ = ["Planned", "Planner"]

@@ -1,0 +1,226 @@
+"""The runs service: prompt → plan → durable run, and everything one can ask of a run.
+
+:class:`AgentService` owns the store, the tool registry, the event hub, the engine and the
+planner, opens them in :meth:`start` and closes them once in :meth:`close`. The API and the
+CLI are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+from llmrelay import SmartLLM
+from llmrelay.agents.config import AgentSettings
+from llmrelay.agents.engine import Engine
+from llmrelay.agents.errors import AgentError, PromptRejected, PromptTooLong
+from llmrelay.agents.hub import EventHub
+from llmrelay.agents.plan import Limits, check_plan, parse_plan
+from llmrelay.agents.planning import (
+    FallbackPlanner,
+    LLMPlanner,
+    PatternPlanner,
+    Planned,
+    Planner,
+    PlannerBreaker,
+)
+from llmrelay.agents.store import FINISHED, NewRun, RunStore
+from llmrelay.agents.tools import Tool, ToolRegistry, builtin_registry
+
+POLL_S = 1.0
+"""How often a reader re-reads a run's events when nothing in this process woke it (the
+run may be executing in another process sharing the database)."""
+
+
+class AgentService:
+    """Submit, follow, restart, cancel and prune runs; list the tools."""
+
+    def __init__(
+        self,
+        settings: AgentSettings | None = None,
+        *,
+        llm: SmartLLM | None = None,
+        tools: Iterable[Tool] = (),
+        instance: str | None = None,
+    ) -> None:
+        self.settings = settings or AgentSettings()
+        if self.settings.database_url is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.limits = Limits(
+            max_steps=self.settings.max_steps, max_input_bytes=self.settings.max_input_bytes
+        )
+        self.store = RunStore(self.settings.store_url())
+        self.registry: ToolRegistry = builtin_registry(
+            self.store, http_allow=self.settings.http_allow, plugins=self.settings.plugins
+        )
+        for tool in tools:
+            self.registry.register(tool)
+        self.hub = EventHub()
+        self.engine = Engine(self.settings, self.store, self.registry, self.hub, instance=instance)
+        self.breaker = PlannerBreaker(
+            self.settings.planner.breaker_failures, self.settings.planner.breaker_cooldown_s
+        )
+        self.planner = self._planner(llm)
+        self._started = False
+
+    def _planner(self, llm: SmartLLM | None) -> Planner:
+        pattern = PatternPlanner(self.registry, self.limits)
+        mode = self.settings.planner.mode
+        if llm is None:
+            if mode == "llm":
+                raise AgentError("planner mode 'llm' needs a SmartLLM (a models: configuration)")
+            return pattern
+        planner = LLMPlanner(llm, self.registry, self.settings.planner, self.limits)
+        if mode == "llm":
+            return planner
+        if mode == "pattern":
+            return pattern
+        return FallbackPlanner(planner, pattern, self.breaker)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the engine (it resumes interrupted runs) and start the runs stored but never
+        started (a crash between storing a run and starting it)."""
+        if self._started:
+            return
+        self._started = True
+        self.engine.open()
+        for run_id, attempt in await asyncio.to_thread(self.store.unfinished):
+            await self.engine.start_if_missing(run_id, attempt)
+
+    async def close(self) -> None:
+        self.engine.close()
+        self.store.close()
+
+    async def __aenter__(self) -> AgentService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- runs -----------------------------------------------------------------------------
+
+    async def plan(self, prompt: str) -> Planned:
+        """The plan the configured planner makes for ``prompt`` (nothing is stored)."""
+        text = prompt.strip()
+        if not text:
+            raise PromptRejected("prompt: empty")
+        if len(text) > self.settings.max_prompt_chars:
+            raise PromptTooLong(
+                f"prompt: {len(text)} characters, at most {self.settings.max_prompt_chars}"
+            )
+        return await self.planner.plan(text)
+
+    async def submit(
+        self, prompt: str | None = None, *, plan: Mapping[str, Any] | bytes | None = None
+    ) -> dict[str, Any]:
+        """Plan ``prompt`` (or check the given ``plan``), store the run and start it."""
+        if plan is not None:
+            given = parse_plan(plan)
+            check_plan(given, self.registry, self.limits)
+            planned = Planned(plan=given, planner="given")
+            if prompt is not None and len(prompt) > self.settings.max_prompt_chars:
+                raise PromptTooLong(
+                    f"prompt: {len(prompt)} characters, at most {self.settings.max_prompt_chars}"
+                )
+        elif prompt is None:
+            raise PromptRejected("prompt: give a prompt or a plan")
+        else:
+            planned = await self.plan(prompt)
+        run_id = uuid.uuid4().hex
+        steps = [
+            (s.id, s.tool, self.registry.get(s.tool, s.version).version) for s in planned.plan.steps
+        ]
+        new = NewRun(
+            id=run_id,
+            prompt=prompt or "",
+            planner=planned.planner,
+            planner_note=planned.note,
+            plan={
+                "steps": [
+                    _step_dict(s, v) for s, (_, _, v) in zip(planned.plan.steps, steps, strict=True)
+                ]
+            },
+            steps=steps,
+        )
+        await asyncio.to_thread(self.store.create, new)
+        await self.engine.start(run_id, 1)
+        return await self.get(run_id)
+
+    async def get(self, run_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.store.get, run_id)
+
+    async def list_runs(self, **filters: Any) -> tuple[list[dict[str, Any]], str | None]:
+        return await asyncio.to_thread(lambda: self.store.list_runs(**filters))
+
+    async def wait(self, run_id: str) -> dict[str, Any]:
+        """The run once it has finished (succeeded, failed, cancelled, outcome unknown)."""
+        while True:
+            run = await self.get(run_id)
+            if run["status"] in FINISHED:
+                return run
+            await self.hub.wait(run_id, POLL_S)
+
+    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """The run's events from ``after`` on, live, until the run has finished."""
+        await self.get(run_id)  # RunNotFound before anything is sent
+        while True:
+            news = await asyncio.to_thread(self.store.events, run_id, after)
+            for event in news:
+                after = event["seq"]
+                yield event
+            if not news:
+                run = await self.get(run_id)
+                if run["status"] in FINISHED:
+                    tail = await asyncio.to_thread(self.store.events, run_id, after)
+                    for event in tail:
+                        yield event
+                    return
+                await self.hub.wait(run_id, POLL_S)
+
+    async def restart(self, run_id: str, *, rerun_unknown: bool = False) -> dict[str, Any]:
+        """Run again the steps of a finished run that have not succeeded."""
+        attempt = await asyncio.to_thread(
+            self.store.prepare_restart, run_id, rerun_unknown=rerun_unknown
+        )
+        self.hub.notify(run_id)
+        await self.engine.start(run_id, attempt)
+        return await self.get(run_id)
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        run = await asyncio.to_thread(self.store.cancel, run_id)
+        self.hub.notify(run_id)
+        await self.engine.cancel(run_id, int(run["attempt"]))
+        return run
+
+    def prune(self, older_than_days: float | None = None) -> dict[str, Any]:
+        """Delete runs finished more than the retention ago; counts deleted, sizes left."""
+        days = self.settings.retention_days if older_than_days is None else older_than_days
+        deleted = self.store.prune(time.time() - days * 86_400)
+        return {"deleted": deleted, "sizes": self.store.sizes()}
+
+    def tools(self) -> list[dict[str, Any]]:
+        """Every registered tool version, its schemas, policies and metrics."""
+        return [
+            {
+                **tool.describe(),
+                "metrics": self.registry.metrics(tool.name, tool.version).snapshot(),
+            }
+            for tool in self.registry
+        ]
+
+
+def _step_dict(step: Any, version: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": step.id, "tool": step.tool, "version": version,
+                           "input": step.input}  # fmt: skip
+    if step.depends_on:
+        out["depends_on"] = list(step.depends_on)
+    return out
+
+
+__all__ = ["POLL_S", "AgentService"]

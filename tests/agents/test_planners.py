@@ -1,0 +1,174 @@
+"""Planners: the pattern rules, the LLM planner through SmartLLM, the breaker fallback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmrelay import LLMBuilder, SmartLLM
+from llmrelay.agents.config import AgentSettings, PlannerSettings
+from llmrelay.agents.errors import PlanningFailed
+from llmrelay.agents.planning import (
+    FallbackPlanner,
+    LLMPlanner,
+    PatternPlanner,
+    PlannerBreaker,
+    clauses,
+    complexity,
+)
+from llmrelay.agents.service import AgentService
+from llmrelay.agents.store import RunStore
+from llmrelay.agents.tools import ToolRegistry, builtin_registry
+from llmrelay.testing import SimulatorHandle
+
+GROUPS = PlannerSettings(groups={"cheap": "cheap", "balanced": "cheap", "strong": "strong"})
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ToolRegistry:
+    return builtin_registry(RunStore(f"sqlite:///{tmp_path / 'p.sqlite'}"), plugins=False)
+
+
+@pytest.fixture
+async def llm(simulator: SimulatorHandle) -> AsyncIterator[SmartLLM]:
+    built = (
+        LLMBuilder()
+        .with_primary("openai", "sim-openai", group="cheap", base_url=simulator.openai_base_url,
+                      api_key="sk-plan")
+        .with_primary("anthropic", "sim-anthropic", group="strong", base_url=simulator.url,
+                      api_key="sk-plan")
+        .with_retries(0)
+        .build()
+    )  # fmt: skip
+    yield built
+    await built.aclose()
+
+
+def script(pattern: str, plan: dict[str, Any]) -> dict[str, str]:
+    """A simulator script answering ``plan`` as JSON (braces escaped for its formatting)."""
+    return {"pattern": pattern, "reply": json.dumps(plan).replace("{", "{{").replace("}", "}}")}
+
+
+TODO_PLAN = {"steps": [
+    {"id": "step_1", "tool": "calculator", "input": {"expression": "6*7"}},
+    {"id": "step_2", "tool": "todo_add", "input": {"text": "answer {step_1.value}"}},
+]}  # fmt: skip
+
+
+def test_pattern_planner_reads_the_common_phrasing(registry: ToolRegistry) -> None:
+    """The example phrasing becomes calculate → add the result → list after the add."""
+    plan = PatternPlanner(registry).build(
+        "calculate 5*3, add the result as a todo, then list my todos"
+    )
+    assert [(s.tool, s.input, s.depends_on) for s in plan.steps] == [
+        ("calculator", {"expression": "5*3"}, []),
+        ("todo_add", {"text": "{step_1.value}"}, []),
+        ("todo_list", {}, ["step_2"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tools"),
+    [("compute (2+3)*4 and then add a todo: water the plants", ["calculator", "todo_add"]),
+     ("remind me to call Bob; show my todos", ["todo_add", "todo_list"]),
+     ("complete todo 3, then list todos", ["todo_complete", "todo_list"]),
+     ("fetch http://127.0.0.1:9/x", ["http_get"]),
+     ("calculate max(1, 2), calculate 3*3", ["calculator", "calculator"])],
+)  # fmt: skip
+def test_pattern_planner_phrasings(registry: ToolRegistry, prompt: str, tools: list[str]) -> None:
+    """Each known phrasing maps to its tools, in order."""
+    assert [s.tool for s in PatternPlanner(registry).build(prompt).steps] == tools
+
+
+def test_pattern_planner_names_what_it_cannot_read(registry: ToolRegistry) -> None:
+    """An unknown clause is refused with the clause quoted."""
+    with pytest.raises(PlanningFailed, match="cannot read 'book a flight to Rome'"):
+        PatternPlanner(registry).build("calculate 1+1, then book a flight to Rome")
+
+
+def test_clauses_respect_parentheses() -> None:
+    """Commas inside parentheses do not cut a clause."""
+    assert clauses("calculate max(1, 2), then list todos") == ["calculate max(1, 2)", "list todos"]
+
+
+def test_complexity_orders_prompts() -> None:
+    """A longer, conditional, multi-step prompt scores higher than a one-step one."""
+    simple = complexity("list my todos")
+    hard = complexity("compare the prices of each supplier, if any is cheaper then add a todo, "
+                      "otherwise summarise why, then list my todos and explain the best plan")  # fmt: skip
+    assert simple < 0.35 <= 0.7 <= hard
+
+
+async def test_llm_planner_uses_the_scripted_plan(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """The LLM's JSON plan is parsed and checked; the cheap group answers a short prompt."""
+    simulator.configure({"scripts": [script(r"multiply six by seven", TODO_PLAN)]})
+    planned = await LLMPlanner(llm, registry, GROUPS).plan("multiply six by seven and note it")
+    assert planned.planner == "llm" and planned.group == "cheap"
+    assert [s.tool for s in planned.plan.steps] == ["calculator", "todo_add"]
+    assert simulator.usage("sk-plan", "sim-openai")["requests"] == 1
+
+
+async def test_llm_planner_routes_complex_prompts_to_the_strong_group(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """A complex prompt goes to the strong group's deployment."""
+    simulator.configure({"scripts": [script(r"compare", TODO_PLAN)]})
+    prompt = ("compare each offer, if one is cheaper then explain why and summarise the best "
+              "plan, otherwise analyse every option again, then add a todo and list my todos")  # fmt: skip
+    planned = await LLMPlanner(llm, registry, GROUPS).plan(prompt)
+    assert planned.group == "strong"
+    assert simulator.usage("sk-plan", "sim-anthropic")["requests"] == 1
+
+
+async def test_llm_planner_replans_with_the_problems(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """An invalid plan is sent back with the checker's problems; the corrected one is used."""
+    wrong = {"steps": [{"id": "step_1", "tool": "teleport", "input": {}}]}
+    simulator.configure({"scripts": [script(r"refused.*teleport", TODO_PLAN),
+                                     script(r"go somewhere", wrong)]})  # fmt: skip
+    planned = await LLMPlanner(llm, registry, GROUPS).plan("go somewhere")
+    assert "after 1 replan" in planned.note
+    assert simulator.usage("sk-plan", "sim-openai")["requests"] == 2
+
+
+async def test_breaker_falls_back_to_the_pattern_planner(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """With the LLM's deployments failing, plans come from the pattern planner and say so;
+    once the breaker is open the LLM is not called at all."""
+    simulator.set_faults("sim-openai", {"500": 1.0})
+    clock = [0.0]
+    breaker = PlannerBreaker(2, 30.0, clock=lambda: clock[0])
+    planner = FallbackPlanner(LLMPlanner(llm, registry, GROUPS), PatternPlanner(registry), breaker)
+    first = await planner.plan("calculate 1+1")
+    assert first.planner == "pattern" and first.note.startswith("fallback: llm planner")
+    await planner.plan("calculate 1+2")
+    assert breaker.state == "open"
+    served = simulator.usage("sk-plan", "sim-openai")
+    third = await planner.plan("calculate 1+3")
+    assert "breaker is open" in third.note
+    assert simulator.usage("sk-plan", "sim-openai") == served
+    simulator.set_faults("sim-openai", {})
+    simulator.configure({"scripts": [script(r"six", TODO_PLAN)]})
+    clock[0] = 31.0  # the cooldown has passed: one probe, which succeeds and closes it
+    assert (await planner.plan("six times seven")).planner == "llm"
+    assert breaker.state == "closed"
+
+
+async def test_service_records_the_fallback_on_the_run(
+    simulator: SimulatorHandle, llm: SmartLLM, tmp_path: Path
+) -> None:
+    """A run planned by the fallback records the pattern planner and the reason."""
+    simulator.set_faults("sim-openai", {"500": 1.0})
+    settings = AgentSettings(data_dir=tmp_path, plugins=False, planner=GROUPS)
+    async with AgentService(settings, llm=llm, instance="planner-fallback") as service:
+        run = await service.submit("calculate 2*21")
+        assert run["planner"] == "pattern" and run["planner_note"].startswith("fallback:")
+        assert (await service.wait(run["id"]))["steps"][0]["result"] == {"value": 42}
