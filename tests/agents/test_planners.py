@@ -16,6 +16,7 @@ from llmrelay.agents.planning import (
     FallbackPlanner,
     LLMPlanner,
     PatternPlanner,
+    PlanJudge,
     PlannerBreaker,
     clauses,
     complexity,
@@ -172,3 +173,73 @@ async def test_service_records_the_fallback_on_the_run(
         run = await service.submit("calculate 2*21")
         assert run["planner"] == "pattern" and run["planner_note"].startswith("fallback:")
         assert (await service.wait(run["id"]))["steps"][0]["result"] == {"value": 42}
+
+
+def verdict(valid: bool, confidence: float, *issues: str) -> dict[str, Any]:
+    return {"valid": valid, "confidence": confidence, "issues": list(issues),
+            "suggestions": ["add the answer as a todo"] if issues else []}  # fmt: skip
+
+
+JUDGED = PlannerSettings(groups=GROUPS.groups, judge="strong")
+CALC_ONLY = {"steps": [{"id": "step_1", "tool": "calculator", "input": {"expression": "6*7"}}]}
+
+
+async def test_the_judge_sends_a_refused_plan_back_with_its_verdict(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """A plan the judge refuses is replanned with its issues and suggestions; the accepted
+    plan comes back with both verdicts, the refused one first."""
+    simulator.configure({"scripts": [
+        script(r"^Request: .*todo_add", verdict(True, 0.9)),
+        script(r"^Request: ", verdict(False, 0.8, "the answer is never noted")),
+        script(r"reviewer refused.*never noted.*Suggestions: add the answer", TODO_PLAN),
+        script(r"six by seven", CALC_ONLY),
+    ]})  # fmt: skip
+    planner = LLMPlanner(llm, registry, JUDGED, judge=PlanJudge(llm, "strong"))
+    planned = await planner.plan("multiply six by seven and note it")
+    assert [s.tool for s in planned.plan.steps] == ["calculator", "todo_add"]
+    assert [(v.valid, v.group) for v in planned.verdicts] == [(False, "strong"), (True, "strong")]
+    assert planned.verdicts[0].issues == ["the answer is never noted"]
+    assert "after 1 replan" in planned.note
+    assert simulator.usage("sk-plan", "sim-anthropic")["requests"] == 2  # the judge, twice
+
+
+async def test_a_plan_the_judge_is_unsure_of_is_refused_when_replans_run_out(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """Valid but below ``min_confidence`` is a refusal; with no replan left, planning fails
+    saying why (and the fallback planner, if any, takes over)."""
+    simulator.configure({"scripts": [script(r"^Request: ", verdict(True, 0.3, "unsure")),
+                                     script(r"six by seven", CALC_ONLY)]})  # fmt: skip
+    settings = PlannerSettings(groups=GROUPS.groups, judge="strong", max_replans=0)
+    planner = LLMPlanner(llm, registry, settings, judge=PlanJudge(llm, "strong",
+                                                                   min_confidence=0.6))  # fmt: skip
+    with pytest.raises(PlanningFailed, match="the judge refused the plan: unsure"):
+        await planner.plan("multiply six by seven")
+
+
+async def test_a_judge_that_cannot_answer_refuses_nothing(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """The judge's deployment failing leaves the plan in place, marked unreviewed."""
+    simulator.configure({"scripts": [script(r"six by seven", CALC_ONLY)]})
+    simulator.set_faults("sim-anthropic", {"500": 1.0})
+    planner = LLMPlanner(llm, registry, JUDGED, judge=PlanJudge(llm, "strong"))
+    planned = await planner.plan("multiply six by seven")
+    (unavailable,) = planned.verdicts
+    assert not unavailable.available and unavailable.issues[0].startswith("judge unavailable")
+    assert [s.tool for s in planned.plan.steps] == ["calculator"]
+
+
+async def test_the_run_keeps_the_verdicts(
+    simulator: SimulatorHandle, llm: SmartLLM, tmp_path: Path
+) -> None:
+    """The service builds the judge from ``planner.judge`` and stores its verdicts."""
+    simulator.configure({"scripts": [script(r"^Request: ", verdict(True, 0.95)),
+                                     script(r"six by seven", CALC_ONLY)]})  # fmt: skip
+    settings = AgentSettings(data_dir=tmp_path, plugins=False, planner=JUDGED)
+    async with AgentService(settings, llm=llm, instance="planner-judge") as service:
+        run = await service.submit("multiply six by seven")
+        assert run["verdicts"] == [{"valid": True, "confidence": 0.95, "issues": [],
+                                    "suggestions": [], "group": "strong", "available": True}]  # fmt: skip
+        assert (await service.wait(run["id"]))["status"] == "succeeded"

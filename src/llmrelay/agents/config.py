@@ -47,7 +47,12 @@ class PlannerSettings(_Section):
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
     """How long the breaker stays open before one call may try the LLM again."""
     max_replans: int = Field(default=1, ge=0, le=5)
-    """How many times an invalid LLM plan is sent back with the checker's problems."""
+    """How many times an LLM plan is sent back: refused by the checks or by the judge."""
+    judge: str | None = None
+    """A model group that reviews each LLM plan (valid, confidence, issues, suggestions);
+    unset: no review. A refused plan is sent back with the verdict."""
+    judge_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    """A verdict passes when valid with at least this confidence."""
     max_tokens: int = Field(default=1200, gt=0)
 
 

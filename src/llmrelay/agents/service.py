@@ -13,6 +13,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+import msgspec
+
 from llmrelay import SmartLLM
 from llmrelay.agents.config import AgentSettings
 from llmrelay.agents.engine import Engine
@@ -23,6 +25,7 @@ from llmrelay.agents.planning import (
     FallbackPlanner,
     LLMPlanner,
     PatternPlanner,
+    PlanJudge,
     Planned,
     Planner,
     PlannerBreaker,
@@ -73,7 +76,13 @@ class AgentService:
             if mode == "llm":
                 raise AgentError("planner mode 'llm' needs a SmartLLM (a models: configuration)")
             return pattern
-        planner = LLMPlanner(llm, self.registry, self.settings.planner, self.limits)
+        settings = self.settings.planner
+        judge = (
+            PlanJudge(llm, settings.judge, min_confidence=settings.judge_min_confidence)
+            if settings.judge
+            else None
+        )
+        planner = LLMPlanner(llm, self.registry, settings, self.limits, judge=judge)
         if mode == "llm":
             return planner
         if mode == "pattern":
@@ -147,6 +156,7 @@ class AgentService:
                 ]
             },
             steps=steps,
+            verdicts=[msgspec.to_builtins(v) for v in planned.verdicts],
         )
         await asyncio.to_thread(self.store.create, new)
         await self.engine.start(run_id, 1)

@@ -14,7 +14,7 @@ import base64
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -35,6 +35,7 @@ runs = sa.Table(
     sa.Column("planner", sa.String(40), nullable=False),
     sa.Column("planner_note", sa.Text, nullable=False, default=""),
     sa.Column("plan", sa.Text, nullable=False),
+    sa.Column("verdicts", sa.Text, nullable=False, default="[]"),
     sa.Column("attempt", sa.Integer, nullable=False, default=1),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
@@ -92,6 +93,8 @@ class NewRun:
     plan: dict[str, Any]
     steps: list[tuple[str, str, str]]
     """``(step_id, tool, version)`` in plan order."""
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    """The plan judge's verdicts (see :mod:`llmrelay.agents.planning.judge`)."""
 
 
 def engine_url(url: str) -> str:
@@ -128,7 +131,8 @@ class RunStore:
         with self._tx() as conn:
             conn.execute(runs.insert().values(
                 id=run.id, status="queued", prompt=run.prompt, planner=run.planner,
-                planner_note=run.planner_note, plan=_dump(run.plan), attempt=1,
+                planner_note=run.planner_note, plan=_dump(run.plan), verdicts=_dump(run.verdicts),
+                attempt=1,
                 created_at=now, updated_at=now,
             ))  # fmt: skip
             conn.execute(steps.insert(), [
@@ -394,7 +398,8 @@ def _run(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"], "status": row["status"], "prompt": row["prompt"],
         "planner": row["planner"], "planner_note": row["planner_note"],
-        "plan": _load(row["plan"]), "attempt": row["attempt"], "error": row["error"],
+        "plan": _load(row["plan"]), "verdicts": _load(row["verdicts"]),
+        "attempt": row["attempt"], "error": row["error"],
         "created_at": row["created_at"], "updated_at": row["updated_at"],
         "finished_at": row["finished_at"],
     }  # fmt: skip

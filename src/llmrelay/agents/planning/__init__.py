@@ -4,17 +4,21 @@ from llmrelay.agents.planning.auto import FallbackPlanner
 from llmrelay.agents.planning.base import Planned, Planner
 from llmrelay.agents.planning.breaker import PlannerBreaker
 from llmrelay.agents.planning.complexity import complexity, level
+from llmrelay.agents.planning.judge import VERDICT_SCHEMA, PlanJudge, Verdict
 from llmrelay.agents.planning.llm import PLAN_SCHEMA, LLMPlanner, system_prompt
 from llmrelay.agents.planning.pattern import PatternPlanner, clauses
 
 __all__ = [
     "PLAN_SCHEMA",
+    "VERDICT_SCHEMA",
     "FallbackPlanner",
     "LLMPlanner",
     "PatternPlanner",
+    "PlanJudge",
     "Planned",
     "Planner",
     "PlannerBreaker",
+    "Verdict",
     "clauses",
     "complexity",
     "level",

@@ -34,7 +34,8 @@ class FallbackPlanner:
             planned = await self.fallback.plan(prompt)
         except PlanningFailed as exc:
             raise PlanningFailed(f"{reason}; then {exc}") from exc
-        return Planned(plan=planned.plan, planner=planned.planner, note=reason)
+        return Planned(plan=planned.plan, planner=planned.planner, note=reason,
+                       verdicts=planned.verdicts)  # fmt: skip
 
 
 __all__ = ["FallbackPlanner"]

@@ -7,6 +7,7 @@ from typing import Protocol
 import msgspec
 
 from llmrelay.agents.plan import Plan
+from llmrelay.agents.planning.judge import Verdict
 
 
 class Planned(msgspec.Struct, frozen=True, kw_only=True):
@@ -18,6 +19,8 @@ class Planned(msgspec.Struct, frozen=True, kw_only=True):
     note: str = ""
     """Why this planner answered (``fallback: …``), the model group asked, replans made."""
     group: str | None = None
+    verdicts: tuple[Verdict, ...] = ()
+    """The judge's verdicts on each plan it was shown, the refused ones first."""
 
 
 class Planner(Protocol):

@@ -1,8 +1,9 @@
 """The LLM planner: the prompt and the tools to SmartLLM, a JSON-schema plan back.
 
 The model group is chosen by the prompt's complexity. The answer is parsed and checked
-like any plan; an invalid one is sent back with the checker's problems, up to
-``max_replans`` times, and the run's note records how many replans it took.
+like any plan; an invalid one is sent back with the checker's problems, and one the judge
+(when configured) refuses with its issues and suggestions, up to ``max_replans`` times in
+all; the run's note records how many replans it took and the run keeps the verdicts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from llmrelay.agents.errors import PlanInvalid, PlanningFailed
 from llmrelay.agents.plan import Limits, check_plan, parse_plan
 from llmrelay.agents.planning.base import Planned
 from llmrelay.agents.planning.complexity import complexity, level
+from llmrelay.agents.planning.judge import PlanJudge, Verdict
 from llmrelay.agents.tools.registry import ToolRegistry
 from llmrelay.errors import LLMRelayError
 from llmrelay.types import ChatRequest, Message, ResponseFormat
@@ -73,11 +75,13 @@ class LLMPlanner:
         registry: ToolRegistry,
         settings: PlannerSettings | None = None,
         limits: Limits | None = None,
+        judge: PlanJudge | None = None,
     ) -> None:
         self.llm = llm
         self.registry = registry
         self.settings = settings or PlannerSettings()
         self.limits = limits or Limits()
+        self.judge = judge
 
     def group(self, prompt: str) -> tuple[str, float]:
         score = complexity(prompt)
@@ -91,6 +95,7 @@ class LLMPlanner:
     async def plan(self, prompt: str) -> Planned:
         group, score = self.group(prompt)
         messages = [Message(role="user", content=prompt)]
+        verdicts: list[Verdict] = []
         for attempt in range(self.settings.max_replans + 1):
             request = ChatRequest(
                 messages=list(messages),
@@ -117,10 +122,25 @@ class LLMPlanner:
                             + "; ".join(exc.problems) + ". Answer a corrected plan."),
                 ]  # fmt: skip
                 continue
+            if self.judge is not None:
+                verdict = await self.judge.review(prompt, plan)
+                verdicts.append(verdict)
+                if not self.judge.accepts(verdict):
+                    if attempt == self.settings.max_replans:
+                        raise PlanningFailed(
+                            f"llm planner ({group}): the judge refused the plan: "
+                            + "; ".join(verdict.issues or ["no reason given"])
+                        )
+                    messages += [
+                        Message(role="assistant", content=answer.content),
+                        Message(role="user", content=verdict.feedback()),
+                    ]
+                    continue
             note = f"group {group} (complexity {score})"
             if attempt:
                 note += f", after {attempt} replan(s)"
-            return Planned(plan=plan, planner=self.name, note=note, group=group)
+            return Planned(plan=plan, planner=self.name, note=note, group=group,
+                           verdicts=tuple(verdicts))  # fmt: skip
         raise AssertionError("unreachable: the loop returns or raises")
 
 
