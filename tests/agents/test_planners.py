@@ -18,6 +18,7 @@ from llmrelay.agents.planning import (
     PatternPlanner,
     PlanJudge,
     PlannerBreaker,
+    StepStream,
     clauses,
     complexity,
 )
@@ -242,4 +243,53 @@ async def test_the_run_keeps_the_verdicts(
         run = await service.submit("multiply six by seven")
         assert run["verdicts"] == [{"valid": True, "confidence": 0.95, "issues": [],
                                     "suggestions": [], "group": "strong", "available": True}]  # fmt: skip
+        assert (await service.wait(run["id"]))["status"] == "succeeded"
+
+
+TRICKY = {"steps": [
+    {"id": "step_1", "tool": "calculator", "input": {"expression": "(1+2)*3"}},
+    {"id": "step_2", "tool": "todo_add", "input": {"text": "a } and a { and \"quotes\" [x]"}},
+    {"id": "step_3", "tool": "todo_list", "input": {}, "depends_on": ["step_2"]},
+]}  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_step_stream_yields_each_step_as_its_object_closes(size: int) -> None:
+    """Whatever the chunking, each step comes out once, when its closing brace arrives,
+    braces and brackets inside strings notwithstanding."""
+    text = json.dumps(TRICKY)
+    stream = StepStream()
+    seen: list[tuple[int, dict[str, Any]]] = []
+    for start in range(0, len(text), size):
+        seen += [(start + size, step) for step in stream.feed(text[start : start + size])]
+    assert [step for _, step in seen] == TRICKY["steps"]
+    for end, step in seen:
+        closing = text.index(json.dumps(step)) + len(json.dumps(step))
+        assert closing <= end < closing + size  # told in the chunk that closed it
+
+
+async def test_llm_planner_streams_and_tells_each_step(
+    simulator: SimulatorHandle, llm: SmartLLM, registry: ToolRegistry
+) -> None:
+    """With ``on_step`` the planner streams; each step is told once, in order, and the
+    checked plan is the whole answer."""
+    simulator.configure({"scripts": [script(r"six by seven", TODO_PLAN)]})
+    told: list[dict[str, Any]] = []
+    planned = await LLMPlanner(llm, registry, GROUPS).plan("multiply six by seven", told.append)
+    assert [t["step"] for t in told] == TODO_PLAN["steps"]
+    assert {(t["planner"], t["attempt"]) for t in told} == {("llm", 1)}
+    assert [s.id for s in planned.plan.steps] == ["step_1", "step_2"]
+
+
+async def test_submit_tells_plan_steps_of_the_fallback_too(
+    simulator: SimulatorHandle, llm: SmartLLM, tmp_path: Path
+) -> None:
+    """The pattern planner tells its steps the same way, so a client sees one shape."""
+    simulator.set_faults("sim-openai", {"500": 1.0})
+    told: list[dict[str, Any]] = []
+    settings = AgentSettings(data_dir=tmp_path, plugins=False, planner=GROUPS)
+    async with AgentService(settings, llm=llm, instance="planner-stream") as service:
+        run = await service.submit("calculate 2*21, then list my todos", on_plan_step=told.append)
+        assert [t["step"]["tool"] for t in told] == ["calculator", "todo_list"]
+        assert all(t["planner"] == "pattern" for t in told)
         assert (await service.wait(run["id"]))["status"] == "succeeded"

@@ -24,6 +24,7 @@ from llmrelay.agents.plan import Limits, check_plan, parse_plan
 from llmrelay.agents.planning import (
     FallbackPlanner,
     LLMPlanner,
+    OnStep,
     PatternPlanner,
     PlanJudge,
     Planned,
@@ -114,8 +115,9 @@ class AgentService:
 
     # -- runs -----------------------------------------------------------------------------
 
-    async def plan(self, prompt: str) -> Planned:
-        """The plan the configured planner makes for ``prompt`` (nothing is stored)."""
+    async def plan(self, prompt: str, on_step: OnStep | None = None) -> Planned:
+        """The plan the configured planner makes for ``prompt`` (nothing is stored);
+        ``on_step`` hears of each step as it is planned (streamed from an LLM planner)."""
         text = prompt.strip()
         if not text:
             raise PromptRejected("prompt: empty")
@@ -123,12 +125,20 @@ class AgentService:
             raise PromptTooLong(
                 f"prompt: {len(text)} characters, at most {self.settings.max_prompt_chars}"
             )
-        return await self.planner.plan(text)
+        return await self.planner.plan(text, on_step)
 
     async def submit(
-        self, prompt: str | None = None, *, plan: Mapping[str, Any] | bytes | None = None
+        self,
+        prompt: str | None = None,
+        *,
+        plan: Mapping[str, Any] | bytes | None = None,
+        on_plan_step: OnStep | None = None,
     ) -> dict[str, Any]:
-        """Plan ``prompt`` (or check the given ``plan``), store the run and start it."""
+        """Plan ``prompt`` (or check the given ``plan``), store the run and start it.
+
+        ``on_plan_step`` hears of each step while the planner makes the plan (nothing is
+        stored until the plan is whole and checked).
+        """
         if plan is not None:
             given = parse_plan(plan)
             check_plan(given, self.registry, self.limits)
@@ -140,7 +150,7 @@ class AgentService:
         elif prompt is None:
             raise PromptRejected("prompt: give a prompt or a plan")
         else:
-            planned = await self.plan(prompt)
+            planned = await self.plan(prompt, on_plan_step)
         run_id = uuid.uuid4().hex
         steps = [
             (s.id, s.tool, self.registry.get(s.tool, s.version).version) for s in planned.plan.steps

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmrelay.agents.errors import PlanningFailed
-from llmrelay.agents.planning.base import Planned, Planner
+from llmrelay.agents.planning.base import OnStep, Planned, Planner
 from llmrelay.agents.planning.breaker import PlannerBreaker
 
 
@@ -18,12 +18,12 @@ class FallbackPlanner:
         self.fallback = fallback
         self.breaker = breaker
 
-    async def plan(self, prompt: str) -> Planned:
+    async def plan(self, prompt: str, on_step: OnStep | None = None) -> Planned:
         if not self.breaker.allow():
             reason = "fallback: the LLM planner's breaker is open"
         else:
             try:
-                planned = await self.primary.plan(prompt)
+                planned = await self.primary.plan(prompt, on_step)
             except PlanningFailed as exc:
                 self.breaker.failure()
                 reason = f"fallback: {exc}"
@@ -31,7 +31,7 @@ class FallbackPlanner:
                 self.breaker.success()
                 return planned
         try:
-            planned = await self.fallback.plan(prompt)
+            planned = await self.fallback.plan(prompt, on_step)
         except PlanningFailed as exc:
             raise PlanningFailed(f"{reason}; then {exc}") from exc
         return Planned(plan=planned.plan, planner=planned.planner, note=reason,

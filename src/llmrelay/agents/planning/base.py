@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -23,10 +24,16 @@ class Planned(msgspec.Struct, frozen=True, kw_only=True):
     """The judge's verdicts on each plan it was shown, the refused ones first."""
 
 
+OnStep = Callable[[dict[str, Any]], None]
+"""Told of each plan step as it is planned: ``{"planner", "attempt", "step"}`` (an attempt
+that is refused is followed by the steps of the next one)."""
+
+
 class Planner(Protocol):
-    async def plan(self, prompt: str) -> Planned:
-        """A plan checked against the tool registry, or ``PlanningFailed``/``PlanInvalid``."""
+    async def plan(self, prompt: str, on_step: OnStep | None = None) -> Planned:
+        """A plan checked against the tool registry, or ``PlanningFailed``/``PlanInvalid``;
+        ``on_step`` hears of each step as soon as it is known."""
         ...
 
 
-__all__ = ["Planned", "Planner"]
+__all__ = ["OnStep", "Planned", "Planner"]

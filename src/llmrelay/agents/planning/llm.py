@@ -15,12 +15,13 @@ from llmrelay import SmartLLM
 from llmrelay.agents.config import PlannerSettings
 from llmrelay.agents.errors import PlanInvalid, PlanningFailed
 from llmrelay.agents.plan import Limits, check_plan, parse_plan
-from llmrelay.agents.planning.base import Planned
+from llmrelay.agents.planning.base import OnStep, Planned
 from llmrelay.agents.planning.complexity import complexity, level
 from llmrelay.agents.planning.judge import PlanJudge, Verdict
+from llmrelay.agents.planning.stream import StepStream
 from llmrelay.agents.tools.registry import ToolRegistry
 from llmrelay.errors import LLMRelayError
-from llmrelay.types import ChatRequest, Message, ResponseFormat
+from llmrelay.types import ChatRequest, Message, ResponseFormat, StreamAccumulator, TextDelta
 
 PLAN_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -92,7 +93,7 @@ class LLMPlanner:
         )
         return self.settings.groups.get(chosen, "default"), score
 
-    async def plan(self, prompt: str) -> Planned:
+    async def plan(self, prompt: str, on_step: OnStep | None = None) -> Planned:
         group, score = self.group(prompt)
         messages = [Message(role="user", content=prompt)]
         verdicts: list[Verdict] = []
@@ -107,17 +108,17 @@ class LLMPlanner:
                 ),
             )
             try:
-                answer = await self.llm.ainvoke(request, model=group)
+                content = await self._ask(request, group, attempt + 1, on_step)
             except LLMRelayError as exc:
                 raise PlanningFailed(f"llm planner ({group}): {exc}") from exc
             try:
-                plan = parse_plan(answer.content)
+                plan = parse_plan(content)
                 check_plan(plan, self.registry, self.limits)
             except PlanInvalid as exc:
                 if attempt == self.settings.max_replans:
                     raise PlanningFailed(f"llm planner ({group}): {exc}") from exc
                 messages += [
-                    Message(role="assistant", content=answer.content),
+                    Message(role="assistant", content=content),
                     Message(role="user", content="The plan was refused: "
                             + "; ".join(exc.problems) + ". Answer a corrected plan."),
                 ]  # fmt: skip
@@ -132,7 +133,7 @@ class LLMPlanner:
                             + "; ".join(verdict.issues or ["no reason given"])
                         )
                     messages += [
-                        Message(role="assistant", content=answer.content),
+                        Message(role="assistant", content=content),
                         Message(role="user", content=verdict.feedback()),
                     ]
                     continue
@@ -142,6 +143,21 @@ class LLMPlanner:
             return Planned(plan=plan, planner=self.name, note=note, group=group,
                            verdicts=tuple(verdicts))  # fmt: skip
         raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _ask(
+        self, request: ChatRequest, group: str, attempt: int, on_step: OnStep | None
+    ) -> str:
+        """The planner's answer; streamed, steps told as they close, when ``on_step``."""
+        if on_step is None:
+            return (await self.llm.ainvoke(request, model=group)).content
+        steps = StepStream()
+        answer = StreamAccumulator()
+        async for event in self.llm.astream(request, model=group):
+            answer.add(event)
+            if isinstance(event, TextDelta):
+                for step in steps.feed(event.text):
+                    on_step({"planner": self.name, "attempt": attempt, "step": step})
+        return answer.response().content
 
 
 __all__ = ["PLAN_SCHEMA", "LLMPlanner", "system_prompt"]

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from llmrelay.agents.errors import PlanningFailed
 from llmrelay.agents.plan import Limits, Plan, PlanStep, check_plan
-from llmrelay.agents.planning.base import Planned
+from llmrelay.agents.planning.base import OnStep, Planned
 from llmrelay.agents.tools.registry import ToolRegistry
 
 _THEN = re.compile(r"\s+(?:and\s+)?then\s+", re.I)
@@ -137,9 +139,12 @@ class PatternPlanner:
                 return rule, match
         raise PlanningFailed(f"pattern planner: cannot read {clause!r}")
 
-    async def plan(self, prompt: str) -> Planned:
+    async def plan(self, prompt: str, on_step: OnStep | None = None) -> Planned:
         plan = self.build(prompt)
         check_plan(plan, self.registry, self.limits)
+        if on_step is not None:
+            for step in plan.steps:
+                on_step({"planner": self.name, "attempt": 1, "step": msgspec.to_builtins(step)})
         return Planned(plan=plan, planner=self.name)
 
 
