@@ -64,6 +64,10 @@ class AgentSettings(_Section):
     database_url: str | None = None
     """``postgresql://…`` or ``sqlite:///…``; unset: SQLite files under ``data_dir``."""
     data_dir: Path = Path(".llmrelay")
+    redis_url: str | None = None
+    """``redis://…``: live run events between replicas (a run executing in one process
+    wakes the readers following it through another at once); unset: readers in another
+    process see news within a second, by polling the database."""
     engine_poll_s: float = Field(default=1.0, ge=0.01, le=10)
     """How often the engine's background thread polls its database for notifications; a
     shutdown waits for it, so tests lower it."""
@@ -81,6 +85,11 @@ class AgentSettings(_Section):
     max_body_bytes: int = Field(default=262_144, gt=0)
     retention_days: float = Field(default=30.0, gt=0)
     """``llmrelay agent prune`` deletes runs finished longer ago than this."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("database_url")
     @classmethod

@@ -19,7 +19,7 @@ from llmrelay import SmartLLM
 from llmrelay.agents.config import AgentSettings
 from llmrelay.agents.engine import Engine
 from llmrelay.agents.errors import AgentError, PromptRejected, PromptTooLong
-from llmrelay.agents.hub import EventHub
+from llmrelay.agents.hub import EventHub, RedisBridge
 from llmrelay.agents.plan import Limits, check_plan, parse_plan
 from llmrelay.agents.planning import (
     FallbackPlanner,
@@ -63,6 +63,7 @@ class AgentService:
         for tool in tools:
             self.registry.register(tool)
         self.hub = EventHub()
+        self._bridge: RedisBridge | None = None
         self.engine = Engine(self.settings, self.store, self.registry, self.hub, instance=instance)
         self.breaker = PlannerBreaker(
             self.settings.planner.breaker_failures, self.settings.planner.breaker_cooldown_s
@@ -98,12 +99,19 @@ class AgentService:
         if self._started:
             return
         self._started = True
+        if self.settings.redis_url is not None:
+            self._bridge = RedisBridge(self.settings.redis_url, self.hub)
+            await self._bridge.start()
         self.engine.open()
         for run_id, attempt in await asyncio.to_thread(self.store.unfinished):
             await self.engine.start_if_missing(run_id, attempt)
 
     async def close(self) -> None:
+        """Stop the engine, then the bridge and the store; each closed once, here."""
         self.engine.close()
+        if self._bridge is not None:
+            await self._bridge.close()
+            self._bridge = None
         self.store.close()
 
     async def __aenter__(self) -> AgentService:
