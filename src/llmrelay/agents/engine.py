@@ -47,6 +47,8 @@ class Executor(DBOSConfiguredInstance):
         self.store = store
         self.registry = registry
         self.hub = hub
+        self.ended: set[str] = set()
+        """Workflows of this process whose body has returned (DBOS is recording the end)."""
         super().__init__(name)
 
     async def _store(self, run_id: str, method: Any, *args: Any, **kwargs: Any) -> Any:
@@ -58,6 +60,12 @@ class Executor(DBOSConfiguredInstance):
     @DBOS.workflow(name="llmrelay_agents_run")
     async def execute(self, run_id: str, attempt: int) -> str:
         """Run the plan's steps not yet succeeded; the run's final status."""
+        try:
+            return await self._execute(run_id, attempt)
+        finally:
+            self.ended.add(workflow_id(run_id, attempt))
+
+    async def _execute(self, run_id: str, attempt: int) -> str:
         raw, _ = await asyncio.to_thread(self.store.plan, run_id)
         plan = parse_plan(raw)
         if not await self._store(run_id, self.store.set_status, run_id, "running"):
@@ -161,6 +169,8 @@ class Engine:
         self.settings = settings
         self.executor = Executor(instance or settings.name, store, registry, hub)
         self._state = "new"
+        self._local: dict[str, asyncio.Future[Any]] = {}
+        """The workflows started by this engine, until they are done."""
 
     def open(self) -> None:
         """Start DBOS; the workflows a previous process left unfinished resume now."""
@@ -182,8 +192,21 @@ class Engine:
 
     async def start(self, run_id: str, attempt: int) -> None:
         """Start the run's attempt (starting one that exists already does nothing)."""
-        with SetWorkflowID(workflow_id(run_id, attempt)):
-            await DBOS.start_workflow_async(self.executor.execute, run_id, attempt)
+        key = workflow_id(run_id, attempt)
+        with SetWorkflowID(key):
+            handle = await DBOS.start_workflow_async(self.executor.execute, run_id, attempt)
+        task: asyncio.Future[Any] | None = getattr(handle, "task", None)
+        if task is not None and not task.done():
+            self._local[key] = task
+            task.add_done_callback(lambda _: self._local.pop(key, None))
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let the workflows whose runs have ended record it (milliseconds), so that
+        closing does not cut them off and a restart does not replay them. Runs still
+        executing are left to be resumed by the next process."""
+        ending = [task for key, task in self._local.items() if key in self.executor.ended]
+        if ending:
+            await asyncio.wait(ending, timeout=timeout_s)
 
     async def start_if_missing(self, run_id: str, attempt: int) -> bool:
         """Start the attempt unless its workflow exists (then recovery runs it); whether it

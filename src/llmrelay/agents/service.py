@@ -39,6 +39,10 @@ POLL_S = 1.0
 run may be executing in another process sharing the database)."""
 
 
+DRAIN_S = 5.0
+"""The most closing waits for runs that have ended to be recorded by the engine."""
+
+
 class AgentService:
     """Submit, follow, restart, cancel and prune runs; list the tools."""
 
@@ -108,6 +112,7 @@ class AgentService:
 
     async def close(self) -> None:
         """Stop the engine, then the bridge and the store; each closed once, here."""
+        await self.engine.drain(DRAIN_S)
         self.engine.close()
         if self._bridge is not None:
             await self._bridge.close()
@@ -251,4 +256,4 @@ def _step_dict(step: Any, version: str) -> dict[str, Any]:
     return out
 
 
-__all__ = ["POLL_S", "AgentService"]
+__all__ = ["DRAIN_S", "POLL_S", "AgentService"]
