@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -33,6 +34,7 @@ from llmrelay.agents.planning import (
 )
 from llmrelay.agents.store import FINISHED, NewRun, RunStore
 from llmrelay.agents.tools import Tool, ToolRegistry, builtin_registry
+from llmrelay.errors import ConfigError
 
 POLL_S = 1.0
 """How often a reader re-reads a run's events when nothing in this process woke it (the
@@ -74,6 +76,41 @@ class AgentService:
         )
         self.planner = self._planner(llm)
         self._started = False
+        self._owned_llm: SmartLLM | None = None
+        """The SmartLLM :meth:`from_config` made for this service (closed with it)."""
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | Path,
+        *,
+        llm: bool = True,
+        instance: str | None = None,
+        **overrides: Any,
+    ) -> AgentService:
+        """From ``llmrelay.yaml``: its ``agents:`` section (``overrides`` replace keys of
+        it) and, for the LLM planner and judge, a SmartLLM on its ``models:`` that this
+        service owns. ``llm=False``, or ``planner.mode: pattern``: no SmartLLM is made.
+        ``redis_url`` falls back to the file's top-level one."""
+        from llmrelay.config import load_settings
+
+        relay = load_settings(path, sections={"agents": AgentSettings})
+        section = relay.agents if isinstance(relay.agents, AgentSettings) else AgentSettings()
+        if section.redis_url is None and relay.redis_url is not None:
+            overrides.setdefault("redis_url", relay.redis_url)
+        settings = section.model_copy(update=overrides) if overrides else section
+        wanted = llm and settings.planner.mode != "pattern"
+        for key, group in _planner_groups(settings).items():
+            if wanted and group not in relay.models:
+                known = ", ".join(sorted(relay.models))
+                raise ConfigError(
+                    f"{path}: agents.planner.{key}: no model group {group!r} in models: "
+                    f"(known: {known})"
+                )
+        client = SmartLLM.from_settings(relay, source=str(path)) if wanted else None
+        service = cls(settings, llm=client, instance=instance)
+        service._owned_llm = client
+        return service
 
     def _planner(self, llm: SmartLLM | None) -> Planner:
         pattern = PatternPlanner(self.registry, self.limits)
@@ -118,6 +155,9 @@ class AgentService:
             await self._bridge.close()
             self._bridge = None
         self.store.close()
+        if self._owned_llm is not None:
+            await self._owned_llm.aclose()
+            self._owned_llm = None
 
     async def __aenter__(self) -> AgentService:
         await self.start()
@@ -246,6 +286,14 @@ class AgentService:
             }
             for tool in self.registry
         ]
+
+
+def _planner_groups(settings: AgentSettings) -> dict[str, str]:
+    """The model groups the planner may ask, by their key under ``agents.planner``."""
+    groups = {f"groups.{level}": group for level, group in settings.planner.groups.items()}
+    if settings.planner.judge is not None:
+        groups["judge"] = settings.planner.judge
+    return groups
 
 
 def _step_dict(step: Any, version: str) -> dict[str, Any]:
