@@ -11,7 +11,8 @@ Sections (``BENCH_ONLY=hotpath,tokens make bench`` runs some of them):
   llmrelay, the openai SDK and LiteLLM side by side;
 - hedging: p99 with and without hedging on a heavy latency tail, and what it cost;
 - tokens: time and error of the heuristic estimator against cl100k;
-- media: the file-name parser against guessit alone, its cache, LLM batching and accuracy.
+- media: the file-name parser against guessit alone, its cache, LLM batching and accuracy;
+- agents: plans run as a DAG against their critical path and serial time; 200 runs at once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from benchmarks import hedging, hotpath, media, scheduling, tokens
+from benchmarks import agents, hedging, hotpath, media, scheduling, tokens
 from benchmarks.bare import paired
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
@@ -181,6 +182,10 @@ SECTIONS: dict[str, Section] = {
     "media": Section(
         "media: file names, the deterministic path, the cache, LLM batching and accuracy",
         lambda sim: media.run(),
+    ),
+    "agents": Section(
+        "agents: parallel steps against the critical path, and 200 runs at once",
+        lambda sim: agents.run(),
     ),
 }
 

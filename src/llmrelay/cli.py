@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llmrelay.agents import cli as agents_cli  # argparse only; run() imports the rest
 from llmrelay.errors import LLMRelayError
 from llmrelay.media import cli as media_cli  # argparse only; run() imports the rest
 
@@ -112,6 +113,16 @@ COMMANDS: dict[str, Command] = {
         configure=media_cli.configure,
         run=media_cli.run,
     ),
+    "agent": Command(
+        help='the agents runs service: llmrelay agent "prompt", runs, show, restart, serve…',
+        description=(
+            "Turn a prompt into a plan of tool steps and run it durably (independent steps "
+            'in parallel); list, inspect, restart, cancel and prune runs; serve the runs API. '
+            '`llmrelay agent "prompt"` is `llmrelay agent run "prompt"`.'
+        ),
+        configure=agents_cli.configure,
+        run=agents_cli.run,
+    ),
 }
 
 
@@ -126,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = agents_cli.expand_bare_prompt(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
