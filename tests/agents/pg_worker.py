@@ -2,15 +2,13 @@
 
 ``python pg_worker.py DATABASE_URL COUNTER EXECUTOR_ID [--block PREFIX]``
 
-Each process is one DBOS executor (``DBOS__VMID``: the service sets no executor id of its
-own, so without it every process would be the executor ``local``). It prints ``READY`` and
+Each process is one executor (``executor_id``), with a short lease: a process that goes
+silent for ``LEASE_S`` has its unfinished runs resumed by another. It prints ``READY`` and
 then answers commands read from stdin, one a line, concurrently:
 
 - ``submit PLAN_JSON`` → ``RUN <id>``
 - ``wait RUN_ID`` → ``STATUS <id> <json>`` once the run has finished (wherever it ran)
 - ``step RUN_ID STEP_ID`` → ``STEP <run> <step> <status>`` once the step has finished
-- ``adopt EXECUTOR_ID`` → ``ADOPTED <n>``: put the pending workflows of that (dead)
-  executor back on DBOS's internal queue, from where this process's queue thread runs them
 - ``quit`` (or end of input) → closes the service and exits
 
 Its tools append ``start LABEL`` / ``done LABEL`` to COUNTER with unbuffered writes (they
@@ -36,6 +34,8 @@ from llmrelay.agents.tools import Tool
 NAME = "llmrelay-agents-pg"
 INSTANCE = "pg"
 """One configured-instance name in every process: recovery finds the instance by it."""
+LEASE_S = 2.0
+"""Short, for the test; heartbeats come every quarter of it, so a live process keeps it."""
 
 
 def tools(counter: str, block: str | None) -> list[Tool]:
@@ -61,25 +61,6 @@ def tools(counter: str, block: str | None) -> list[Tool]:
     ]  # fmt: skip
 
 
-async def adopt(executor_id: str) -> int:
-    """Recover the pending workflows of a dead executor, with public DBOS calls only.
-
-    ``resume_workflow`` sets the workflow ``ENQUEUED`` on the internal queue; the first
-    live executor whose queue thread dequeues it runs it from its last recorded step.
-    Only workflows of this code version are taken (another version could not replay them).
-    """
-    pending = await DBOS.list_workflows_async(
-        status="PENDING",
-        executor_id=executor_id,
-        app_version=DBOS.application_version,
-        load_input=False,
-        load_output=False,
-    )
-    for workflow in pending:
-        await DBOS.resume_workflow_async(workflow.workflow_id)
-    return len(pending)
-
-
 async def answer(service: AgentService, line: str) -> None:
     try:
         await _answer(service, line)
@@ -102,17 +83,15 @@ async def _answer(service: AgentService, line: str) -> None:
             if event["kind"] == "step_finished" and data["step"] == step_id:
                 print(f"STEP {run_id} {step_id} {data['status']}", flush=True)
                 return
-    elif command == "adopt":
-        print(f"ADOPTED {await adopt(rest)}", flush=True)
     else:
         print(f"ERROR unknown command {command!r}", flush=True)
 
 
 async def main(args: argparse.Namespace) -> None:
-    os.environ["DBOS__VMID"] = args.executor
     settings = AgentSettings(
-        name=NAME, database_url=args.database, plugins=False, engine_poll_s=0.05
-    )
+        name=NAME, database_url=args.database, plugins=False, engine_poll_s=0.05,
+        executor_id=args.executor, executor_lease_s=LEASE_S,
+    )  # fmt: skip
     made = tools(args.counter, args.block)
     async with AgentService(settings, tools=made, instance=INSTANCE) as service:
         print(f"READY {DBOS.executor_id}", flush=True)

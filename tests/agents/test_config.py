@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 from llmrelay.agents.config import AgentSettings
 from llmrelay.agents.planning import FallbackPlanner, PatternPlanner
 from llmrelay.agents.service import AgentService
+from llmrelay.agents.store import RunStore
 from llmrelay.config import parse_settings
 from llmrelay.errors import ConfigError
 
@@ -69,3 +72,31 @@ def test_planner_groups_must_exist_in_models(tmp_path: Path) -> None:
         "data_dir": str(tmp_path / "a"), "planner": {"judge": "strong"}}})  # fmt: skip
     with pytest.raises(ConfigError, match=r"agents\.planner\.judge: no model group 'strong'"):
         AgentService.from_config(path)
+
+
+def test_executor_ids_tell_processes_apart_only_where_they_share_a_database() -> None:
+    """SQLite: one process, ``local`` (it resumes its own runs at start); PostgreSQL: one
+    id per process unless given."""
+    assert AgentSettings().executor() == "local"
+    shared = AgentSettings(database_url="postgresql://postgres@127.0.0.1/test")
+    assert shared.executor().endswith(f"-{os.getpid()}")
+    assert AgentSettings(database_url=shared.database_url, executor_id="a").executor() == "a"
+
+
+def test_a_silent_executor_is_buried_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of the processes that find an executor silent, exactly one gets to adopt its runs;
+    one that spoke since the cutoff is left alone."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    store = RunStore(f"sqlite:///{tmp_path / 's.sqlite'}")
+    store.heartbeat("gone")
+    store.heartbeat("alive")
+    now[0] += 30
+    store.heartbeat("alive")
+    cutoff = now[0] - 10
+    assert store.silent_executors(cutoff) == ["gone"]
+    assert store.bury("alive", cutoff) is False
+    assert store.bury("gone", cutoff) is True
+    assert store.bury("gone", cutoff) is False  # a second sweeper finds nothing to take
+    assert store.silent_executors(cutoff) == []
+    store.close()

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -68,6 +70,13 @@ class AgentSettings(_Section):
     """``redis://…``: live run events between replicas (a run executing in one process
     wakes the readers following it through another at once); unset: readers in another
     process see news within a second, by polling the database."""
+    executor_id: str | None = None
+    """This process's name in the durable engine. Unset: ``local`` on SQLite (one process
+    owns the files); ``<host>-<pid>`` on PostgreSQL, so that processes sharing the
+    database are told apart."""
+    executor_lease_s: float = Field(default=30.0, ge=1)
+    """A process sharing the database that has not said it is alive for this long is taken
+    for dead: another one resumes its unfinished runs."""
     engine_poll_s: float = Field(default=1.0, ge=0.01, le=10)
     """How often the engine's background thread polls its database for notifications; a
     shutdown waits for it, so tests lower it."""
@@ -99,6 +108,14 @@ class AgentSettings(_Section):
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(f"expected postgresql://… or sqlite:///…, got {value!r}")
         return value.strip()
+
+    def executor(self) -> str:
+        """This process's executor id (see ``executor_id``)."""
+        if self.executor_id:
+            return self.executor_id
+        if self.store_url().startswith("sqlite"):
+            return "local"
+        return f"{socket.gethostname()}-{os.getpid()}"
 
     def store_url(self) -> str:
         """Where runs, steps, events and todos are kept."""

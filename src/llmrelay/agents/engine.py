@@ -15,7 +15,11 @@ import asyncio
 from typing import Any
 
 from dbos import DBOS, DBOSConfiguredInstance, SetWorkflowID, StepOptions, WorkflowHandleAsync
-from dbos._error import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
+from dbos._error import (
+    DBOSMaxStepRetriesExceeded,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
 
 from llmrelay.agents.config import AgentSettings
 from llmrelay.agents.errors import AgentError, OutcomeUnknown, ToolFailed
@@ -88,6 +92,9 @@ class Executor(DBOSConfiguredInstance):
         return "succeeded"
 
     async def _stop(self, run_id: str, failures: list[tuple[PlanStep, BaseException]]) -> str:
+        for _, exc in failures:
+            if isinstance(exc, DBOSWorkflowConflictIDError):
+                raise exc  # another executor owns this run now: it records the outcome
         if any(isinstance(exc, DBOSWorkflowCancelledError | asyncio.CancelledError)
                for _, exc in failures):  # fmt: skip
             return "cancelled"
@@ -169,6 +176,7 @@ class Engine:
         self.settings = settings
         self.executor = Executor(instance or settings.name, store, registry, hub)
         self._state = "new"
+        self.executor_id = settings.executor()
         self._local: dict[str, asyncio.Future[Any]] = {}
         """The workflows started by this engine, until they are done."""
 
@@ -182,6 +190,7 @@ class Engine:
             "system_database_url": self.settings.engine_url(),
             "log_level": "WARNING",
             "notification_listener_polling_interval_sec": self.settings.engine_poll_s,
+            "executor_id": self.executor_id,
         })  # fmt: skip
         DBOS.launch()
 
@@ -225,6 +234,18 @@ class Engine:
             return str(await handle.get_result())
         except Exception:
             return "cancelled"
+
+    async def adopt(self, executor_id: str) -> int:
+        """Resume the unfinished runs of another (dead) executor of this code version;
+        how many. The engine's queue hands each to a live executor, which replays it
+        from its last recorded step."""
+        pending = await DBOS.list_workflows_async(
+            status="PENDING", executor_id=executor_id, app_version=DBOS.application_version,
+            load_input=False, load_output=False,
+        )  # fmt: skip
+        for workflow in pending:
+            await DBOS.resume_workflow_async(workflow.workflow_id)
+        return len(pending)
 
     async def cancel(self, run_id: str, attempt: int) -> None:
         await DBOS.cancel_workflow_async(workflow_id(run_id, attempt))

@@ -8,6 +8,8 @@ CLI are thin layers over it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -41,6 +43,8 @@ POLL_S = 1.0
 run may be executing in another process sharing the database)."""
 
 
+log = logging.getLogger(__name__)
+
 DRAIN_S = 5.0
 """The most closing waits for runs that have ended to be recorded by the engine."""
 
@@ -70,6 +74,7 @@ class AgentService:
             self.registry.register(tool)
         self.hub = EventHub()
         self._bridge: RedisBridge | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.engine = Engine(self.settings, self.store, self.registry, self.hub, instance=instance)
         self.breaker = PlannerBreaker(
             self.settings.planner.breaker_failures, self.settings.planner.breaker_cooldown_s
@@ -144,11 +149,44 @@ class AgentService:
             self._bridge = RedisBridge(self.settings.redis_url, self.hub)
             await self._bridge.start()
         self.engine.open()
+        await asyncio.to_thread(self.store.heartbeat, self.engine.executor_id)
         for run_id, attempt in await asyncio.to_thread(self.store.unfinished):
             await self.engine.start_if_missing(run_id, attempt)
+        self._watch = asyncio.create_task(self._keep_watch(), name="llmrelay-agents-watch")
+
+    async def _keep_watch(self) -> None:
+        """Say this process is alive, and adopt the runs of processes that went silent."""
+        lease = self.settings.executor_lease_s
+        while True:
+            await asyncio.sleep(lease / 4)
+            try:
+                await asyncio.to_thread(self.store.heartbeat, self.engine.executor_id)
+                await self._adopt_silent(time.time() - lease)
+            except Exception:  # the database is away: try again next time
+                log.warning("agents: the executor watch failed", exc_info=True)
+
+    async def _adopt_silent(self, since: float) -> None:
+        for executor in await asyncio.to_thread(self.store.silent_executors, since):
+            if executor != self.engine.executor_id and await asyncio.to_thread(
+                self.store.bury, executor, since
+            ):
+                adopted = await self.adopt(executor)
+                log.warning("agents: executor %s went silent; %d runs resumed here",
+                            executor, adopted)  # fmt: skip
+
+    async def adopt(self, executor_id: str) -> int:
+        """Resume the unfinished runs of another process sharing the database (one that
+        is known to be dead: its running steps are taken over); how many. Done by itself
+        for a process silent for ``executor_lease_s``."""
+        return await self.engine.adopt(executor_id)
 
     async def close(self) -> None:
-        """Stop the engine, then the bridge and the store; each closed once, here."""
+        """Stop the watch and the engine, then the bridge and the store; each once, here."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         await self.engine.drain(DRAIN_S)
         self.engine.close()
         if self._bridge is not None:

@@ -64,6 +64,12 @@ events = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
 )  # fmt: skip
+executors = sa.Table(
+    "agent_executors", _meta,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("seen_at", sa.Float, nullable=False),
+)  # fmt: skip
+"""Every process executing runs, and when it last said it was alive."""
 todos = sa.Table(
     "agent_todos", _meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -332,6 +338,30 @@ class RunStore:
                     steps.delete().where(steps.c.run_id.in_(chunk))).rowcount  # fmt: skip
                 conn.execute(runs.delete().where(runs.c.id.in_(chunk)))
         return counts
+
+    # -- executors ------------------------------------------------------------------------
+
+    def heartbeat(self, executor_id: str) -> None:
+        """Say that ``executor_id`` is alive now."""
+        now = time.time()
+        with self._tx() as conn:
+            done = conn.execute(executors.update().where(executors.c.id == executor_id)
+                                .values(seen_at=now)).rowcount  # fmt: skip
+            if not done:
+                conn.execute(executors.insert().values(id=executor_id, seen_at=now))
+
+    def silent_executors(self, since: float) -> list[str]:
+        """The executors not heard from since ``since`` (epoch seconds)."""
+        query = sa.select(executors.c.id).where(executors.c.seen_at < since)
+        with self._tx() as conn:
+            return [row.id for row in conn.execute(query)]
+
+    def bury(self, executor_id: str, since: float) -> bool:
+        """Forget a silent executor; whether this caller did (only one adopts its runs)."""
+        with self._tx() as conn:
+            gone = conn.execute(executors.delete().where(
+                executors.c.id == executor_id, executors.c.seen_at < since)).rowcount  # fmt: skip
+        return bool(gone)
 
     def sizes(self) -> dict[str, int]:
         """Row counts of each table."""
