@@ -18,7 +18,6 @@ from llmrelay.agents import cli
 from llmrelay.agents.config import AgentSettings
 from llmrelay.agents.errors import PlanInvalid, RunConflict, RunNotFound
 from llmrelay.agents.service import AgentService
-from llmrelay.agents.store import RUN_STATES
 from llmrelay.errors import ConfigError
 
 PROMPT = "calculate 5*3, add the result as a todo, then list my todos"
@@ -81,10 +80,6 @@ def test_every_subcommand_says_what_it_does(capsys: pytest.CaptureFixture[str]) 
     parser().print_help()
     listing = capsys.readouterr().out
     assert all(name in listing for name in cli.SUBCOMMANDS)
-
-
-def test_the_status_choices_are_the_stores() -> None:
-    assert cli.STATES == RUN_STATES
 
 
 def test_a_bare_prompt_is_a_run() -> None:

@@ -17,7 +17,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -49,19 +49,16 @@ from llmrelay.agents.errors import (
     UnknownTool,
 )
 from llmrelay.agents.service import AgentService
+from llmrelay.agents.states import RunState
 
 if TYPE_CHECKING:
     from socket import socket
 
-    from llmrelay import SmartLLM
-    from llmrelay.agents.tools import Tool
 
 log = logging.getLogger("llmrelay.agents.api")
 
 OPEN_PATHS = frozenset({"/health"})
 """Paths answered without a key (a load balancer's probe)."""
-
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "outcome_unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +133,7 @@ class RunSummary(_Open):
     """A run as listed (without its steps)."""
 
     id: str
-    status: RunStatus
+    status: RunState
     prompt: str
     planner: str
     planner_note: str = ""
@@ -484,7 +481,7 @@ def _runs_router() -> APIRouter:
     @router.get("/runs", response_model=RunPage, responses=_documented(400, 401, 422, 429))
     async def list_runs(
         service: ServiceDep,
-        status: Annotated[RunStatus | None, Query(description="only runs in this state")] = None,
+        status: Annotated[RunState | None, Query(description="only runs in this state")] = None,
         created_after: Annotated[float | None, Query(description="epoch seconds, inclusive")] = (
             None
         ),
@@ -664,41 +661,34 @@ def create_app(
     return app
 
 
-def create_owned_app(
-    settings: AgentSettings,
-    *,
-    llm: SmartLLM | None = None,
-    tools: Iterable[Tool] = (),
-    rate_per_minute: int | None = None,
-) -> FastAPI:
-    """An app whose lifespan opens its own :class:`AgentService` and closes it once."""
+def create_owned_app(service: AgentService, *, rate_per_minute: int | None = None) -> FastAPI:
+    """An app that owns ``service``: its lifespan starts it and closes it once."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AgentService(settings, llm=llm, tools=tools) as service:
+        async with service:
             app.state.service = service
             try:
                 yield
             finally:
                 del app.state.service
 
-    return _build(settings, rate_per_minute=rate_per_minute, lifespan=lifespan)
+    return _build(service.settings, rate_per_minute=rate_per_minute, lifespan=lifespan)
 
 
 async def serve(
-    settings: AgentSettings,
+    service: AgentService,
     *,
-    llm: SmartLLM | None = None,
     host: str = "127.0.0.1",
     port: int = 8920,
     rate_per_minute: int | None = None,
     sockets: list[socket] | None = None,
 ) -> None:
-    """Serve the API until interrupted; the service lives as long as the server (the
-    caller keeps owning ``llm``)."""
+    """Serve the API until interrupted; ``service`` is started with the server and closed
+    with it."""
     import uvicorn
 
-    app = create_owned_app(settings, llm=llm, rate_per_minute=rate_per_minute)
+    app = create_owned_app(service, rate_per_minute=rate_per_minute)
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", access_log=False,
         timeout_graceful_shutdown=10,

@@ -19,14 +19,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmrelay.agents.states import RUN_STATES
+
 if TYPE_CHECKING:
-    from llmrelay import SmartLLM
-    from llmrelay.agents.config import AgentSettings
     from llmrelay.agents.service import AgentService
 
 SUBCOMMANDS = ("run", "runs", "show", "restart", "cancel", "prune", "tools", "serve")
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "outcome_unknown")
-"""The run states ``--status`` takes (the store's, spelled here to keep --help light)."""
 
 
 def expand_bare_prompt(argv: Sequence[str]) -> list[str]:
@@ -77,7 +75,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     runs = add(
         "runs", "list runs, newest first", "List runs, newest first, with their status and prompt."
     )
-    runs.add_argument("--status", choices=STATES, help="only runs in this state")
+    runs.add_argument("--status", choices=RUN_STATES, help="only runs in this state")
     runs.add_argument("--limit", type=int, default=20, help="how many (default: %(default)s)")
     runs.add_argument("--cursor", help="the next page (printed after a full page)")
     runs.add_argument("--json", action="store_true", help="one JSON document")
@@ -139,49 +137,30 @@ def run(args: argparse.Namespace) -> int:
 # -- the service a command opens ----------------------------------------------------------
 
 
-def load(args: argparse.Namespace, *, llm: bool) -> tuple[AgentSettings, SmartLLM | None]:
-    """The agents settings of ``--config`` (defaults without it) with ``--data-dir``, and
-    the SmartLLM of its ``models:`` when ``llm`` (the caller closes it)."""
+def make_service(args: argparse.Namespace, *, llm: bool) -> AgentService:
+    """The service of ``--config`` (defaults without it) with ``--data-dir``; with ``llm``,
+    its planner has the SmartLLM of the file's ``models:`` (the service owns it)."""
     from llmrelay.agents.config import AgentSettings
+    from llmrelay.agents.service import AgentService
 
-    smart: SmartLLM | None = None
+    overrides: dict[str, Any] = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
     if args.config:
-        from llmrelay import SmartLLM
-        from llmrelay.config import load_settings
-
-        relay = load_settings(args.config, sections={"agents": AgentSettings})
-        settings = relay.agents if isinstance(relay.agents, AgentSettings) else AgentSettings()
-        if llm and settings.planner.mode != "pattern":
-            smart = SmartLLM.from_settings(relay, source=str(args.config))
-    else:
-        settings = AgentSettings()
-    update: dict[str, Any] = {}
-    if args.data_dir:
-        update["data_dir"] = Path(args.data_dir)
-    if not llm and settings.planner.mode == "llm":  # this command plans nothing
-        update["planner"] = settings.planner.model_copy(update={"mode": "pattern"})
-    return settings.model_copy(update=update), smart
+        return AgentService.from_config(args.config, llm=llm, **overrides)
+    return AgentService(AgentSettings(**overrides))
 
 
 @asynccontextmanager
 async def opened(
     args: argparse.Namespace, *, engine: bool, llm: bool = False
 ) -> AsyncIterator[AgentService]:
-    """The command's service, closed once (and its SmartLLM) whatever happens."""
-    from llmrelay.agents.service import AgentService
-
-    settings, smart = load(args, llm=llm)
+    """The command's service, closed once (with its SmartLLM) whatever happens."""
+    service = make_service(args, llm=llm)
     try:
-        service = AgentService(settings, llm=smart)
-        try:
-            if engine:
-                await service.start()
-            yield service
-        finally:
-            await service.close()
+        if engine:
+            await service.start()
+        yield service
     finally:
-        if smart is not None:
-            await smart.aclose()
+        await service.close()
 
 
 # -- progress -----------------------------------------------------------------------------
@@ -283,7 +262,7 @@ async def _runs(args: argparse.Namespace) -> int:
 async def _show(args: argparse.Namespace) -> int:
     async with opened(args, engine=False) as service:
         run_ = await service.get(args.run_id)
-        events = await asyncio.to_thread(service.store.events, args.run_id)
+        events = await service.events(args.run_id)
     if args.json:
         print(json.dumps({**run_, "events": events}, indent=2))
         return 0
@@ -305,7 +284,7 @@ async def _show(args: argparse.Namespace) -> int:
 
 async def _restart(args: argparse.Namespace) -> int:
     async with opened(args, engine=True) as service:
-        before = await asyncio.to_thread(service.store.events, args.run_id)
+        before = await service.events(args.run_id)
         await service.restart(args.run_id, rerun_unknown=args.rerun_unknown)
         return await _follow(service, args.run_id, before[-1]["seq"] if before else 0)
 
@@ -343,13 +322,8 @@ async def _tools(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from llmrelay.agents.api import serve
 
-    settings, smart = load(args, llm=True)
-    try:
-        await serve(settings, llm=smart, host=args.host, port=args.port,
-                    rate_per_minute=args.rate_per_minute)  # fmt: skip
-    finally:
-        if smart is not None:
-            await smart.aclose()  # the SmartLLM is this command's: closed once, here
+    service = make_service(args, llm=True)
+    await serve(service, host=args.host, port=args.port, rate_per_minute=args.rate_per_minute)
     return 0
 
 
@@ -364,4 +338,4 @@ _SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
     "serve": _serve,
 }
 
-__all__ = ["STATES", "SUBCOMMANDS", "configure", "event_line", "expand_bare_prompt", "load", "run"]
+__all__ = ["SUBCOMMANDS", "configure", "event_line", "expand_bare_prompt", "make_service", "run"]

@@ -34,7 +34,8 @@ from llmrelay.agents.planning import (
     Planner,
     PlannerBreaker,
 )
-from llmrelay.agents.store import FINISHED, NewRun, RunStore
+from llmrelay.agents.states import FINISHED
+from llmrelay.agents.store import NewRun, RunStore
 from llmrelay.agents.tools import Tool, ToolRegistry, builtin_registry
 from llmrelay.errors import ConfigError
 
@@ -95,7 +96,8 @@ class AgentService:
     ) -> AgentService:
         """From ``llmrelay.yaml``: its ``agents:`` section (``overrides`` replace keys of
         it) and, for the LLM planner and judge, a SmartLLM on its ``models:`` that this
-        service owns. ``llm=False``, or ``planner.mode: pattern``: no SmartLLM is made.
+        service owns. ``llm=False`` (a command that plans nothing), or ``planner.mode:
+        pattern``: no SmartLLM is made, and the pattern planner plans.
         ``redis_url`` falls back to the file's top-level one."""
         from llmrelay.config import load_settings
 
@@ -105,6 +107,9 @@ class AgentService:
             overrides.setdefault("redis_url", relay.redis_url)
         settings = section.model_copy(update=overrides) if overrides else section
         wanted = llm and settings.planner.mode != "pattern"
+        if not wanted and settings.planner.mode == "llm":  # no SmartLLM: nothing to plan with
+            planner = settings.planner.model_copy(update={"mode": "pattern"})
+            settings = settings.model_copy(update={"planner": planner})
         for key, group in _planner_groups(settings).items():
             if wanted and group not in relay.models:
                 known = ", ".join(sorted(relay.models))
@@ -276,6 +281,11 @@ class AgentService:
             if run["status"] in FINISHED:
                 return run
             await self.hub.wait(run_id, POLL_S)
+
+    async def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The run's events stored so far, after the ``after``-th (its ``seq``)."""
+        await self.get(run_id)  # RunNotFound for a run that does not exist
+        return await asyncio.to_thread(self.store.events, run_id, after)
 
     async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """The run's events from ``after`` on, live, until the run has finished."""

@@ -21,10 +21,7 @@ import msgspec
 import sqlalchemy as sa
 
 from llmrelay.agents.errors import RunConflict, RunNotFound
-
-RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "outcome_unknown")
-FINISHED = ("succeeded", "failed", "cancelled", "outcome_unknown")
-RESTARTABLE = ("failed", "cancelled", "outcome_unknown")
+from llmrelay.agents.states import FINISHED, RESTARTABLE
 
 _meta = sa.MetaData()
 runs = sa.Table(
@@ -444,4 +441,4 @@ def _step(row: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-__all__ = ["FINISHED", "RUN_STATES", "Claim", "NewRun", "RunStore", "decode_cursor", "engine_url"]
+__all__ = ["Claim", "NewRun", "RunStore", "decode_cursor", "engine_url"]
