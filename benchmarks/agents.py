@@ -36,6 +36,8 @@ from typing import Any
 from llmrelay.agents.config import AgentSettings
 from llmrelay.agents.service import AgentService
 from llmrelay.agents.tools import Tool
+from llmrelay.simulator.server import SimulatorServer
+from llmrelay.testing import make_config
 
 REPEATS = int(os.environ.get("BENCH_AGENTS_REPEATS", "5"))
 RUNS = int(os.environ.get("BENCH_AGENTS_RUNS", "200"))
@@ -218,8 +220,86 @@ def run() -> None:
         with postgres_database() as url:
             if url is not None:
                 asyncio.run(load(base.model_copy(update={"database_url": url}), "PostgreSQL"))
-    print("\nOne process; submit latency includes storing the run and starting its workflow; "
-          "percentiles are nearest-rank over all runs.\n")  # fmt: skip
+        print(f"\n## the runs API: {RUNS} prompts POSTed at once, LLM planner on the simulator")
+        print("| finished | runs/s | POST p50 ms | POST p99 ms | GET run p50 ms | GET run p99 ms |")
+        print("|---|---:|---:|---:|---:|---:|")
+        api = base.model_copy(update={"data_dir": Path(tmp) / "api", "max_prompt_chars": 200})
+        with SimulatorServer(make_config()) as sim:  # no latency, no limits: the service's cost
+            asyncio.run(load_api(api, sim.url))
+    print("\nOne process; submit latency includes storing the run and starting its workflow "
+          "(and, through the API, planning it with one LLM call); percentiles are nearest-rank "
+          "over all runs; GET run over 50 finished runs, one at a time.\n")  # fmt: skip
+
+
+PLANNED = {"steps": [
+    {"id": "step_1", "tool": "calculator", "input": {"expression": "6*7"}},
+    {"id": "step_2", "tool": "calculator", "input": {"expression": "5*3"}},
+    {"id": "step_3", "tool": "calculator", "input": {"expression": "{step_1.value} + 1"},
+     "depends_on": ["step_2"]},
+]}  # fmt: skip
+
+
+async def load_api(settings: AgentSettings, sim_url: str) -> None:
+    """RUNS prompts POSTed at once to the runs API, planned by the LLM planner through
+    SmartLLM against the simulator (a scripted plan); every run waited for."""
+    import json
+    import socket
+
+    import aiohttp
+    import uvicorn
+
+    from llmrelay import LLMBuilder
+    from llmrelay.agents.api import create_app
+    from llmrelay.testing import SimulatorHandle
+
+    reply = json.dumps(PLANNED).replace("{", "{{").replace("}", "}}")
+    SimulatorHandle(sim_url).set_model(
+        "sim-openai", scripts=[{"pattern": "compute", "reply": reply}]
+    )
+    llm = LLMBuilder().with_primary("openai", "sim-openai", base_url=sim_url + "/v1",
+                                    api_key="sk-bench", context_window=16000,
+                                    max_output_tokens=4096).build()  # fmt: skip
+    planner = settings.planner.model_copy(update={"mode": "llm"})
+    service = AgentService(settings.model_copy(update={"planner": planner}), llm=llm,
+                           instance=f"b{uuid.uuid4().hex}")  # fmt: skip
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(service), lifespan="off",
+                                           log_level="warning", access_log=False))  # fmt: skip
+    async with service:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:  # noqa: ASYNC110  uvicorn offers a flag, not an event
+            await asyncio.sleep(0.01)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1/runs"
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def post(i: int) -> tuple[str, float, int]:
+                t0 = time.perf_counter()
+                async with http.post(url, json={"prompt": f"compute the answer {i}"}) as answer:
+                    body = await answer.json()
+                    return body.get("id", ""), time.perf_counter() - t0, answer.status
+
+            first = time.time()
+            posted = await asyncio.gather(*(post(i) for i in range(RUNS)))
+            accepted = [run_id for run_id, _, status in posted if status == 201]
+            done = await asyncio.gather(*(service.wait(run_id) for run_id in accepted))
+            gets: list[float] = []
+            for run_id in accepted[:50]:
+                t0 = time.perf_counter()
+                async with http.get(f"{url}/{run_id}") as answer:
+                    await answer.read()
+                gets.append(time.perf_counter() - t0)
+        server.should_exit = True
+        await task
+    sock.close()
+    await llm.aclose()
+    ok = [r for r in done if r["status"] == "succeeded"]
+    span = max(r["finished_at"] for r in ok) - first if ok else float("nan")
+    posts = [latency for _, latency, _ in posted]
+    print(f"| {len(ok)} / {RUNS} | {len(ok) / span:.1f} | {_pct(posts, 0.5) * 1e3:.0f} | "
+          f"{_pct(posts, 0.99) * 1e3:.0f} | {_pct(gets, 0.5) * 1e3:.1f} | "
+          f"{_pct(gets, 0.99) * 1e3:.1f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
