@@ -117,7 +117,7 @@ COMMANDS: dict[str, Command] = {
         help='the agents runs service: llmrelay agent "prompt", runs, show, restart, serve…',
         description=(
             "Turn a prompt into a plan of tool steps and run it durably (independent steps "
-            'in parallel); list, inspect, restart, cancel and prune runs; serve the runs API. '
+            "in parallel); list, inspect, restart, cancel and prune runs; serve the runs API. "
             '`llmrelay agent "prompt"` is `llmrelay agent run "prompt"`.'
         ),
         configure=agents_cli.configure,
