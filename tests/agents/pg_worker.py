@@ -27,6 +27,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from agents.support import worker_tools
 from llmrelay.agents.config import AgentSettings
 from llmrelay.agents.service import AgentService
 from llmrelay.agents.tools import Tool
@@ -50,15 +51,7 @@ def tools(counter: str, block: str | None) -> list[Tool]:
         os.write(fd, f"done {label}\n".encode())
         return {"value": 1}
 
-    schema = {"type": "object", "properties": {"label": {"type": "string"}, "after": {}},
-              "required": ["label"]}  # fmt: skip
-    output = {"type": "object", "properties": {"value": {"type": "integer"}}}
-    return [
-        Tool(name="effect", version="1.0", description="idempotent test effect",
-             input_schema=schema, output_schema=output, run=run, idempotent=True),
-        Tool(name="effect_once", version="1.0", description="non-idempotent test effect",
-             input_schema=schema, output_schema=output, run=run, idempotent=False),
-    ]  # fmt: skip
+    return worker_tools(run)
 
 
 async def answer(service: AgentService, line: str) -> None:

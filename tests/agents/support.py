@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from llmrelay.agents.tools import Tool
+from llmrelay.agents.tools import Tool, ToolFunc
 
 
 class Ledger:
@@ -57,3 +57,17 @@ def effect_tool(ledger: Ledger, name: str = "effect", *, idempotent: bool = True
         retry_backoff_s=0.01,
         timeout_s=timeout_s,
     )
+
+
+def worker_tools(run: ToolFunc) -> list[Tool]:
+    """The tools of the worker processes: ``effect`` (idempotent) and ``effect_once`` (not),
+    both calling ``run`` with ``{"label": …, "after": …}``."""
+    schema = {"type": "object", "properties": {"label": {"type": "string"}, "after": {}},
+              "required": ["label"]}  # fmt: skip
+    output = {"type": "object", "properties": {"value": {"type": "integer"}}}
+    return [
+        Tool(name="effect", version="1.0", description="idempotent test effect",
+             input_schema=schema, output_schema=output, run=run, idempotent=True),
+        Tool(name="effect_once", version="1.0", description="non-idempotent test effect",
+             input_schema=schema, output_schema=output, run=run, idempotent=False),
+    ]  # fmt: skip
