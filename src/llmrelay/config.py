@@ -473,6 +473,17 @@ def _settings_model(sections: Mapping[str, type[BaseModel]] | None) -> type[Rela
     return create_model("RelaySettings", __base__=RelaySettings, **fields)
 
 
+def check_groups(settings: RelaySettings, source: str, groups: Mapping[str, str]) -> None:
+    """Every model group an application section names (``key`` → group) is one of
+    ``models:``; else :class:`ConfigError` naming the first key that is not."""
+    for key, group in groups.items():
+        if group not in settings.models:
+            known = ", ".join(sorted(settings.models))
+            raise ConfigError(
+                f"{source}: {key}: no model group {group!r} in models: (known: {known})"
+            )
+
+
 def load_settings(
     path: str | Path,
     *,
@@ -542,6 +553,7 @@ __all__ = [
     "SchedulerSettings",
     "TimeoutSettings",
     "build",
+    "check_groups",
     "derived",
     "import_factory",
     "load_settings",

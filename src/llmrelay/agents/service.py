@@ -37,7 +37,6 @@ from llmrelay.agents.planning import (
 from llmrelay.agents.states import FINISHED
 from llmrelay.agents.store import NewRun, RunStore
 from llmrelay.agents.tools import Tool, ToolRegistry, builtin_registry
-from llmrelay.errors import ConfigError
 
 POLL_S = 1.0
 """How often a reader re-reads a run's events when nothing in this process woke it (the
@@ -99,7 +98,7 @@ class AgentService:
         service owns. ``llm=False`` (a command that plans nothing), or ``planner.mode:
         pattern``: no SmartLLM is made, and the pattern planner plans.
         ``redis_url`` falls back to the file's top-level one."""
-        from llmrelay.config import load_settings
+        from llmrelay.config import check_groups, load_settings
 
         relay = load_settings(path, sections={"agents": AgentSettings})
         section = relay.agents if isinstance(relay.agents, AgentSettings) else AgentSettings()
@@ -110,13 +109,8 @@ class AgentService:
         if not wanted and settings.planner.mode == "llm":  # no SmartLLM: nothing to plan with
             planner = settings.planner.model_copy(update={"mode": "pattern"})
             settings = settings.model_copy(update={"planner": planner})
-        for key, group in _planner_groups(settings).items():
-            if wanted and group not in relay.models:
-                known = ", ".join(sorted(relay.models))
-                raise ConfigError(
-                    f"{path}: agents.planner.{key}: no model group {group!r} in models: "
-                    f"(known: {known})"
-                )
+        if wanted:
+            check_groups(relay, str(path), _planner_groups(settings))
         client = SmartLLM.from_settings(relay, source=str(path)) if wanted else None
         service = cls(settings, llm=client, instance=instance)
         service._owned_llm = client
@@ -338,9 +332,10 @@ class AgentService:
 
 def _planner_groups(settings: AgentSettings) -> dict[str, str]:
     """The model groups the planner may ask, by their key under ``agents.planner``."""
-    groups = {f"groups.{level}": group for level, group in settings.planner.groups.items()}
-    if settings.planner.judge is not None:
-        groups["judge"] = settings.planner.judge
+    planner = settings.planner
+    groups = {f"agents.planner.groups.{level}": group for level, group in planner.groups.items()}
+    if planner.judge is not None:
+        groups["agents.planner.judge"] = planner.judge
     return groups
 
 

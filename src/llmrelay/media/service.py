@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from llmrelay import SmartLLM
-from llmrelay.errors import ConfigError, LLMRelayError
+from llmrelay.errors import LLMRelayError
 from llmrelay.media.analyze import Analyzer
 from llmrelay.media.cache import MediaCache, cache_key, open_cache
 from llmrelay.media.config import MediaSettings
@@ -96,17 +96,12 @@ class MediaParser:
     ) -> MediaParser:
         """From ``llmrelay.yaml``: its ``media:`` section and, for the chain, its models
         (``llm=False``: the deterministic parse only, no SmartLLM is made)."""
-        from llmrelay.config import load_settings  # the facade's loader validates media: too
+        from llmrelay.config import check_groups, load_settings  # validates media: too
 
         relay = load_settings(path, sections={"media": MediaSettings})
         settings = relay.media if isinstance(relay.media, MediaSettings) else MediaSettings()
-        for position, step in enumerate(settings.chain):
-            if step.group not in relay.models:
-                known = ", ".join(sorted(relay.models))
-                raise ConfigError(
-                    f"{path}: media.chain.{position}.group: no model group "
-                    f"{step.group!r} in models: (known: {known})"
-                )
+        groups = {f"media.chain.{i}.group": step.group for i, step in enumerate(settings.chain)}
+        check_groups(relay, str(path), groups)
         client = SmartLLM.from_settings(relay, source=str(path)) if llm and settings.chain else None
         if cache is None:
             cache = open_cache(settings.cache, relay.redis_url)
