@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -214,20 +214,23 @@ class HttpClient:
             )
         return found
 
+    def _request(self, wire: WireRequest, timeouts: Timeouts) -> Awaitable[aiohttp.ClientResponse]:
+        """The request of ``wire`` on the pooled session (awaited for the response head)."""
+        return self._get_session().request(
+            wire.method,
+            wire.url,
+            data=wire.body,
+            headers=wire.headers,
+            timeout=self._connect_timeout(timeouts.connect),
+        )
+
     async def fetch(self, wire: WireRequest, timeouts: Timeouts, origin: Origin) -> Answer:
         """Send ``wire`` and read the whole answer, under one timeout scope: the head within
         ``connect + first_byte``, then the body within ``idle``."""
-        session = self._get_session()
         reading = False
         try:
             async with asyncio.timeout(timeouts.connect + timeouts.first_byte) as scope:
-                raw = await session.request(
-                    wire.method,
-                    wire.url,
-                    data=wire.body,
-                    headers=wire.headers,
-                    timeout=self._connect_timeout(timeouts.connect),
-                )
+                raw = await self._request(wire, timeouts)
                 reading = True
                 scope.reschedule(asyncio.get_running_loop().time() + timeouts.idle)
                 try:
@@ -257,16 +260,9 @@ class HttpClient:
         self, wire: WireRequest, timeouts: Timeouts, origin: Origin
     ) -> AsyncIterator[HttpResponse]:
         """Send ``wire`` and yield the response once its head has arrived (for streams)."""
-        session = self._get_session()
         try:
             async with asyncio.timeout(timeouts.connect + timeouts.first_byte):
-                raw = await session.request(
-                    wire.method,
-                    wire.url,
-                    data=wire.body,
-                    headers=wire.headers,
-                    timeout=self._connect_timeout(timeouts.connect),
-                )
+                raw = await self._request(wire, timeouts)
         except aiohttp.ServerTimeoutError as exc:
             raise origin.error(Timeout, f"connect timeout: {_describe(exc)}") from exc
         except aiohttp.ClientError as exc:
