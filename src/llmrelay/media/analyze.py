@@ -8,6 +8,13 @@ from llmrelay.media.parse import MAX_NAME_LENGTH, GuessitEngine, check_name, to_
 from llmrelay.media.result import CORE_FIELDS, FieldInfo, MediaResult
 
 _EMPTY: tuple[object, ...] = (None, [], "")
+_VALUE_FIELDS = tuple(
+    field
+    for field in MediaResult.__struct_fields__
+    if field not in CORE_FIELDS
+    and field not in {"name", "confidence", "fields", "parser_version", "cached"}
+)
+"""The fields that hold what the name says, besides the core ones."""
 
 
 class Analyzer:
@@ -38,16 +45,12 @@ class Analyzer:
             field: FieldInfo(confidence=round(scores.get(field, overall), 4))
             for field in CORE_FIELDS
         }
-        for field in MediaResult.__struct_fields__:
-            if field in fields or field in _NOT_FIELDS:
-                continue
+        for field in _VALUE_FIELDS:
             if getattr(result, field) not in _EMPTY:
                 fields[field] = FieldInfo(confidence=round(overall, 4))
         result.fields = fields
         result.confidence = round(overall, 4)
         return result, unexplained(guess)
 
-
-_NOT_FIELDS = frozenset({"name", "confidence", "fields", "parser_version", "cached"})
 
 __all__ = ["Analyzer"]
