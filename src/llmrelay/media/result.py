@@ -65,12 +65,5 @@ class MediaResult(msgspec.Struct, kw_only=True, omit_defaults=True):
         return {info.source for info in self.fields.values()}
 
 
-class MediaError(msgspec.Struct, frozen=True, kw_only=True):
-    """A name that could not be parsed, and why (the batch API returns it in place)."""
-
-    name: str
-    error: str
-
-
 RESULT_ENCODER = msgspec.json.Encoder()
 RESULT_DECODER = msgspec.json.Decoder(MediaResult)
