@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from llmrelay.catalog import Catalog
 from llmrelay.errors import ConfigError
+from llmrelay.types import Usage
 
 
 def test_shipped_catalog_is_complete() -> None:
@@ -20,7 +22,7 @@ def test_shipped_catalog_is_complete() -> None:
         assert 0 < info.max_output_tokens <= info.context_window
         if info.provider == "ollama":
             assert info.price is None and not info.limits, info.model
-            assert info.cost(1_000_000, 1_000_000) == 0.0
+            assert info.cost_micros(Usage(input_tokens=10**6, output_tokens=10**6)) == 0
         else:
             assert info.price is not None and info.price.input > 0 and info.price.output > 0
             assert info.limits, info.model
@@ -91,14 +93,37 @@ def test_tier_limits_become_scheduler_limits() -> None:
     )
 
 
-def test_cost_uses_the_cached_price() -> None:
-    """Cached input is billed at the cached price, the rest at the input price."""
-    info = Catalog.default().require("openai", "gpt-4o-mini")
-    assert info.cost(1_000_000, 0) == pytest.approx(0.15)
-    assert info.cost(1_000_000, 1_000_000, cached_input_tokens=500_000) == pytest.approx(
-        0.075 + 0.0375 + 0.60
-    )
+def test_cost_prices_each_kind_of_token_at_its_own_rate() -> None:
+    """Fresh input, cache reads, cache writes and output each at their own price."""
+    mini = Catalog.default().require("openai", "gpt-4o-mini")  # 0.15 / 0.60, cached 0.075
+    assert mini.cost_micros(Usage(input_tokens=1_000_000)) == 150_000
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, cached_input_tokens=500_000)
+    assert mini.cost_micros(usage) == 75_000 + 37_500 + 600_000
+    sonnet = Catalog.default().require("anthropic", "claude-sonnet-4-5")  # 3 / 15 / 0.30 / 3.75
+    usage = Usage(input_tokens=3_000, output_tokens=100, cached_input_tokens=1_000,
+                  cache_write_input_tokens=1_500)  # fmt: skip
+    assert sonnet.cost_micros(usage) == 500 * 3 + 1_000 * 0.3 + 1_500 * 3.75 + 100 * 15
 
+
+def test_a_long_prompt_bills_every_token_at_the_long_context_rates() -> None:
+    pro = Catalog.default().require("gemini", "gemini-2.5-pro")
+    at_threshold = Usage(input_tokens=200_000, output_tokens=1_000)
+    assert pro.cost_micros(at_threshold) == 200_000 * 1.25 + 1_000 * 10
+    above = Usage(input_tokens=200_001, output_tokens=1_000, cached_input_tokens=100_000)
+    assert pro.cost_micros(above) == math.ceil(100_001 * 2.5 + 100_000 * 0.625 + 1_000 * 15)
+
+
+def test_costs_are_whole_micro_dollars_rounded_up_without_float_drift() -> None:
+    mini = Catalog.default().require("openai", "gpt-4o-mini")
+    one = Usage(input_tokens=1)  # 0.15 micro-dollars
+    assert mini.cost_micros(one) == 1
+    assert mini.cost_micros(Usage(input_tokens=7, output_tokens=3)) == 3  # 1.05 + 1.8 = 2.85
+    assert sum(mini.cost_micros(Usage(input_tokens=1_000)) for _ in range(10_000)) == 1_500_000
+
+
+def test_a_negative_price_names_the_field() -> None:
+    with pytest.raises(ConfigError, match="cache_write"):
+        Catalog.default().extend({"openai/gpt-4o": {"price": {"cache_write": -1}}})
 
 def test_extend_overrides_fields_and_adds_models() -> None:
     """Overrides replace single fields of known models and add new ones; the original is kept."""

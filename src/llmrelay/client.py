@@ -45,14 +45,14 @@ class Stats:
         self.context_fallbacks = 0
         self.exhausted = 0
         self.failed: dict[str, int] = {}
-        self.cost_usd = 0.0
+        self.cost_micros = 0
         self.deployments: dict[str, dict[str, Any]] = {}
 
     def _deployment(self, name: str) -> dict[str, Any]:
         return self.deployments.setdefault(
             name,
             {"calls": 0, "successes": 0, "failures": {}, "skipped": 0, "windows_learned": 0,
-             "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latency_s_total": 0.0},
+             "input_tokens": 0, "output_tokens": 0, "cost_micros": 0, "latency_s_total": 0.0},
         )  # fmt: skip
 
     def __call__(self, event: Event) -> None:
@@ -69,13 +69,13 @@ class Stats:
                 if event.error == "AllModelsExhausted":
                     self.exhausted += 1
         elif kind is EventKind.ATTEMPT_SUCCEEDED:
-            self.cost_usd += event.cost_usd
+            self.cost_micros += event.cost_micros
             d = self._deployment(event.deployment)
             d["calls"] += 1
             d["successes"] += 1
             d["input_tokens"] += event.input_tokens
             d["output_tokens"] += event.output_tokens
-            d["cost_usd"] += event.cost_usd
+            d["cost_micros"] += event.cost_micros
             d["latency_s_total"] += event.latency_s
         elif kind is EventKind.ATTEMPT_FAILED:
             d = self._deployment(event.deployment)
@@ -97,6 +97,7 @@ class Stats:
         for name, d in self.deployments.items():
             out = {k: v for k, v in d.items() if k != "latency_s_total"}
             out["failures"] = dict(d["failures"])
+            out["cost_usd"] = d["cost_micros"] / 1_000_000
             out["mean_latency_s"] = (
                 d["latency_s_total"] / d["successes"] if d["successes"] else None
             )
@@ -109,7 +110,8 @@ class Stats:
             "context_fallbacks": self.context_fallbacks,
             "exhausted": self.exhausted,
             "failed": dict(self.failed),
-            "cost_usd": round(self.cost_usd, 8),
+            "cost_micros": self.cost_micros,
+            "cost_usd": self.cost_micros / 1_000_000,
             "deployments": deployments,
         }
 

@@ -41,9 +41,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     latency_s: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_micros: int = 0
     attempt: int = 0
     """0 for the first deployment tried for a request, 1 for the next, …"""
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_micros / 1_000_000
 
 
 Handler = Callable[[Event], None]

@@ -26,6 +26,7 @@ import msgspec
 
 from llmrelay.errors import BadRequest, shorten
 from llmrelay.types import (
+    CacheControl,
     ChatRequest,
     ContentPart,
     ImagePart,
@@ -366,12 +367,25 @@ def _part(value: Any, where: str) -> ContentPart:
         raise BadRequest(f"{where}: expected a content part, got {_got(value)}")
     kind = value.get("type")
     if kind == "text":
-        return TextPart(text=_text(value.get("text"), f"{where}.text"))
+        text = _text(value.get("text"), f"{where}.text")
+        marker = value.get("cache_control")
+        if marker is None:
+            return TextPart(text=text)
+        return TextPart(text=text, cache_control=_cache_control(marker, f"{where}.cache_control"))
     if kind == "image_url":
         image = value.get("image_url")
         url = image.get("url") if isinstance(image, Mapping) else image
         return ImagePart(url=_text(url, f"{where}.image_url.url"))
     raise BadRequest(f"{where}.type: expected 'text' or 'image_url', got {_got(kind)}")
+
+
+def _cache_control(value: Any, where: str) -> CacheControl:
+    """Anthropic's ``{"type": "ephemeral"}`` (with an optional ``ttl`` of 5m or 1h)."""
+    try:
+        return msgspec.convert(value, CacheControl)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"{where}: expected {{'type': 'ephemeral'}} with an optional 'ttl' "
+                         f"of '5m' or '1h' ({exc})") from None  # fmt: skip
 
 
 def _tool_calls(value: Any, where: str) -> list[ToolCall]:

@@ -431,7 +431,7 @@ class Router:
         output = self.estimator.count_text("".join(text))
         return StreamEnd(
             finish_reason=end.finish_reason,
-            usage=Usage(input_tokens=input_tokens, output_tokens=output),
+            usage=Usage(input_tokens=input_tokens, output_tokens=output, estimated=True),
         )
 
     # -- the one failure path -------------------------------------------------------------
@@ -535,7 +535,7 @@ class Router:
         attempts.append(Attempt(deployment=candidate.id, wait_s=wait, latency_s=latency,
                                 status_code=200))  # fmt: skip
         usage = response.usage
-        cost = candidate.price_for(usage.input_tokens, usage.output_tokens)
+        cost = candidate.cost_micros(usage)
         if len(attempts) > 1:  # why the first choice was left: the first attempt's error
             self._emit(EventKind.FELL_BACK, group, candidate, attempt=len(attempts) - 1,
                        error=attempts[0].error)  # fmt: skip
@@ -547,11 +547,11 @@ class Router:
                 latency_s=elapsed,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                cost_usd=cost,
+                cost_micros=cost,
                 attempt=len(attempts) - 1,
             )
         )
-        response.attempts, response.group, response.cost_usd = list(attempts), group.name, cost
+        response.attempts, response.group, response.cost_micros = list(attempts), group.name, cost
         response.deployment = response.deployment or candidate.id
         return response
 
@@ -563,7 +563,7 @@ class Router:
             event = Event(kind=EventKind.FINISHED, group=group.name,
                           deployment=response.deployment, attempt=len(response.attempts) - 1,
                           latency_s=sum(a.latency_s + a.wait_s for a in response.attempts),
-                          cost_usd=response.cost_usd)  # fmt: skip
+                          cost_micros=response.cost_micros)  # fmt: skip
         else:
             cancelled = isinstance(exc, asyncio.CancelledError | GeneratorExit)
             name = "Cancelled" if cancelled else type(exc).__name__

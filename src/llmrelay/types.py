@@ -16,10 +16,19 @@ ToolChoice = Literal["auto", "none", "required"] | str
 """``auto``, ``none``, ``required``, or the name of the one tool the model must call."""
 
 
+class CacheControl(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A prompt-cache breakpoint: the prompt up to and including the marked part may be
+    cached (Anthropic's ``cache_control``; OpenAI and Gemini cache prefixes on their own)."""
+
+    type: Literal["ephemeral"] = "ephemeral"
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class TextPart(msgspec.Struct, frozen=True, tag="text", tag_field="type"):
-    """A text segment of a multi-part message."""
+    """A text segment of a multi-part message; ``cache_control`` marks a cache breakpoint."""
 
     text: str
+    cache_control: CacheControl | None = None
 
 
 class ImagePart(msgspec.Struct, frozen=True, tag="image_url", tag_field="type"):
@@ -68,6 +77,7 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
     parameters: dict[str, Any] = msgspec.field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+    cache_control: CacheControl | None = None
 
 
 class ResponseFormat(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,14 +124,19 @@ class ChatRequest(msgspec.Struct, kw_only=True):
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
     """Token usage as the provider reported it.
 
-    ``cached_input_tokens`` and ``reasoning_tokens`` are subsets of ``input_tokens`` and
-    ``output_tokens`` respectively, as in OpenAI's accounting.
+    ``input_tokens`` counts every prompt token; ``cached_input_tokens`` (read from the
+    provider's prompt cache) and ``cache_write_input_tokens`` (written to it, which
+    Anthropic bills apart) are subsets of it. ``reasoning_tokens`` is a subset of
+    ``output_tokens``, as in OpenAI's accounting.
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
     reasoning_tokens: int = 0
+    estimated: bool = False
+    """The provider reported no usage (a stream cut short of it): these are estimates."""
 
     @property
     def total_tokens(self) -> int:
@@ -188,7 +203,17 @@ class ChatResponse(msgspec.Struct, kw_only=True):
     """How the router reached this answer: one entry per deployment tried (empty when a
     provider was called directly)."""
     group: str = ""
-    cost_usd: float = 0.0
+    cost_micros: int = 0
+    """What this answer cost, in integer micro-dollars (0 for a cache hit)."""
+    cached: Literal["exact", "semantic"] | None = None
+    """Served from llmrelay's response cache, and by which lookup."""
+    saved_micros: int = 0
+    """On a cache hit: what the cached answer cost when it was first made."""
+    request_id: str = ""
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_micros / 1_000_000
 
     @property
     def fell_back(self) -> bool:
@@ -278,4 +303,4 @@ class StreamAccumulator:
 
 RoutedResponse = ChatResponse
 """What the router returns: a :class:`ChatResponse` with ``attempts``, ``group`` and
-``cost_usd`` filled in."""
+``cost_micros`` filled in."""

@@ -18,14 +18,68 @@ import yaml
 
 from llmrelay.errors import ConfigError
 from llmrelay.limits import Limits
+from llmrelay.types import Usage
 
 
-class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """USD per million tokens."""
+class Rates(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """USD per million tokens of each kind.
+
+    ``cached_input``: input read from the provider's prompt cache (``None``: billed as
+    ``input``); ``cache_write``: input written to it, where the provider bills that apart
+    (Anthropic's ``cache_creation_input_tokens``; ``None``: billed as ``input``).
+    """
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cached_input", "cache_write"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"price.{name} must be >= 0, got {value}")
+
+
+class LongContext(Rates, frozen=True, forbid_unknown_fields=True):
+    """The rates of every token of a call whose prompt has more than ``above`` tokens
+    (Gemini 2.5 Pro above 200k, for example)."""
+
+    above: int = 0
+
+
+class Price(Rates, frozen=True, forbid_unknown_fields=True):
+    """USD per million tokens; ``long_context``: the rates past a prompt-size threshold."""
+
+    long_context: LongContext | None = None
+
+    def rates(self, prompt_tokens: int) -> Rates:
+        """The rates that apply to a call whose prompt has ``prompt_tokens`` tokens."""
+        tier = self.long_context
+        return tier if tier is not None and prompt_tokens > tier.above else self
+
+    def micros(self, usage: Usage) -> int:
+        """The exact cost of one call in integer micro-dollars, rounded up.
+
+        Each kind of token is priced at its own rate: fresh input, cached input read,
+        cache writes, and output (which includes reasoning tokens). The arithmetic is in
+        integers (picodollars per token), so costs add up without float drift.
+        """
+        rates = self.rates(usage.input_tokens)
+        read, write = usage.cached_input_tokens, usage.cache_write_input_tokens
+        fresh = max(0, usage.input_tokens - read - write)
+        pico = (
+            fresh * _pico(rates.input)
+            + read * _pico(rates.input if rates.cached_input is None else rates.cached_input)
+            + write * _pico(rates.input if rates.cache_write is None else rates.cache_write)
+            + usage.output_tokens * _pico(rates.output)
+        )
+        return -(-pico // 1_000_000)
+
+
+def _pico(usd_per_million_tokens: float) -> int:
+    """USD per million tokens as picodollars per token (exact for six decimals)."""
+    return round(usd_per_million_tokens * 1_000_000)
 
 
 class TierLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -49,20 +103,9 @@ class ModelInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     provider: str = ""
     model: str = ""
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
-        """USD for one call (cached input billed at the cached price when there is one)."""
-        if self.price is None:
-            return 0.0
-        cached_price = self.price.cached_input
-        if cached_price is None:
-            cached_price = self.price.input
-        fresh = max(0, input_tokens - cached_input_tokens)
-        total = (
-            fresh * self.price.input
-            + cached_input_tokens * cached_price
-            + output_tokens * self.price.output
-        )
-        return total / 1_000_000
+    def cost_micros(self, usage: Usage) -> int:
+        """Integer micro-dollars for one call (0 for a model without a price)."""
+        return 0 if self.price is None else self.price.micros(usage)
 
 
 class _CatalogFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -224,4 +267,4 @@ def _shipped() -> Catalog:
     )
 
 
-__all__ = ["Catalog", "ModelInfo", "Price", "TierLimits"]
+__all__ = ["Catalog", "LongContext", "ModelInfo", "Price", "Rates", "TierLimits"]

@@ -46,8 +46,10 @@ from llmrelay.types import (
     StreamEvent,
     StreamStart,
     TextDelta,
+    TextPart,
     ToolCall,
     ToolCallDelta,
+    ToolSpec,
     Usage,
 )
 
@@ -101,7 +103,7 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
             )
             blocks.append({"type": "image", "source": source})
         elif part.text:
-            blocks.append({"type": "text", "text": part.text})
+            blocks.append(_text_block(part))
     for call in message.tool_calls or []:
         blocks.append(
             {
@@ -114,13 +116,48 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
+def _text_block(part: TextPart) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": part.text}
+    if part.cache_control is not None:
+        block["cache_control"] = msgspec.to_builtins(part.cache_control)
+    return block
+
+
+def _system(request: ChatRequest) -> str | list[dict[str, Any]] | None:
+    """The system prompt: text, or text blocks when a part of it marks a cache breakpoint."""
+    parts: list[TextPart] = [TextPart(text=request.system)] if request.system else []
+    for message in request.messages:
+        if message.role == "system":
+            content = message.content
+            if isinstance(content, str):
+                parts.append(TextPart(text=content))
+            else:
+                parts.extend(p for p in content if isinstance(p, TextPart))
+    if not any(p.cache_control for p in parts):
+        return request.system_text()
+    return [_text_block(p) for p in parts if p.text]
+
+
+def _tool(tool: ToolSpec) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": tool.name,
+        "description": tool.description,
+        "input_schema": tool.parameters,
+    }
+    if tool.cache_control is not None:
+        spec["cache_control"] = msgspec.to_builtins(tool.cache_control)
+    return spec
+
+
 def _usage(raw: dict[str, Any]) -> Usage:
+    """Anthropic's ``input_tokens`` leaves out cache reads and writes; ours counts them."""
     cached = raw.get("cache_read_input_tokens") or 0
     created = raw.get("cache_creation_input_tokens") or 0
     return Usage(
         input_tokens=(raw.get("input_tokens") or 0) + cached + created,
         output_tokens=raw.get("output_tokens") or 0,
         cached_input_tokens=cached,
+        cache_write_input_tokens=created,
     )
 
 
@@ -181,7 +218,7 @@ class AnthropicProvider(HttpProvider):
                 for m in request.chat_messages()
             ],
         }
-        if (system := request.system_text()) is not None:
+        if (system := _system(request)) is not None:
             body["system"] = system
         if request.temperature is not None:
             body["temperature"] = request.temperature
@@ -192,10 +229,7 @@ class AnthropicProvider(HttpProvider):
         if request.user:
             body["metadata"] = {"user_id": request.user}
         if request.tools:
-            body["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.parameters}
-                for t in request.tools
-            ]
+            body["tools"] = [_tool(t) for t in request.tools]
         if (choice := request.tool_choice) is not None:
             body["tool_choice"] = (
                 {"type": {"required": "any"}.get(choice, choice)}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from llmrelay.catalog import Price
 from llmrelay.routing.breaker import CircuitBreaker
 from llmrelay.scheduling import ScheduledProvider
-from llmrelay.types import RateLimitInfo
+from llmrelay.types import RateLimitInfo, Usage
 
 _LATENCY_WINDOW = 200
 log = logging.getLogger("llmrelay.routing")
@@ -74,10 +74,13 @@ class Candidate:
             log.info("%s: learned a %d-token context window from an error", self.id, window)
             self.context_window = window
 
-    def price_for(self, input_tokens: int, output_tokens: int) -> float:
-        if self.price is None:
-            return 0.0
-        return (input_tokens * self.price.input + output_tokens * self.price.output) / 1e6
+    def cost_micros(self, usage: Usage) -> int:
+        """What ``usage`` costs here, in integer micro-dollars (0 without a price)."""
+        return 0 if self.price is None else self.price.micros(usage)
+
+    def price_for(self, input_tokens: int, output_tokens: int) -> int:
+        """Micro-dollars for a call of this size, with no cache hits (its worst case)."""
+        return self.cost_micros(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
 
     def record_latency(self, first_token_s: float, alpha: float = 0.2) -> None:
         self.latencies.append(first_token_s)
