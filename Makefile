@@ -13,16 +13,17 @@ PORT   ?= 8900
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langfuse,langchain,media,agents,dev]'
+	$(BIN)/python -m pip install --quiet $(TORCH_CPU)
+	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langfuse,langchain,media,agents,semantic,dev]'
 	@touch $(STAMP)
 
-# The `semantic` extra is left out: it pulls torch, whose default wheel is a multi-GB CUDA
-# build; `make install-semantic` installs the CPU build first, then the extra.
-install: $(STAMP)  ## create .venv (idempotent) with the package, its extras and the dev tools
+# The `semantic` extra needs torch, whose default wheel is a multi-GB CUDA build: this pinned
+# version resolves to the CPU build here, so it is installed first.
+TORCH_CPU := 'torch==2.13.0'
 
-install-semantic: $(STAMP)  ## add the semantic-cache extra on a CPU build of torch
-	$(BIN)/python -m pip install --quiet 'torch==2.13.0'
-	$(BIN)/python -m pip install --quiet -e '.[semantic]'
+install: $(STAMP)  ## create .venv (idempotent) with the package, every extra and the dev tools
+
+install-semantic: install  ## kept for old instructions: `make install` includes the semantic extra
 
 run: $(STAMP)  ## start the provider simulator with the default models
 	$(BIN)/llmrelay simulate --port $(PORT)
