@@ -9,6 +9,7 @@ status codes or message strings::
      ├── UnknownProvider              no adapter is registered under that name
      ├── UnknownModelGroup            no model group is configured under that name
      ├── AllModelsExhausted           every candidate deployment failed; carries the attempts
+     ├── BudgetExceeded               a spending budget cannot afford the request; not sent
      └── ProviderError                a call to one deployment failed
           ├── RateLimited             429 for requests/tokens per minute      retryable
           │    └── WaitTooLong        the scheduler would wait past its bound; nothing was sent
@@ -33,6 +34,7 @@ are rendered by ``str()`` from the other fields, so the message never repeats th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 from llmrelay.types import Attempt, RateLimitInfo
@@ -89,6 +91,45 @@ class AllModelsExhausted(LLMRelayError):
     def __str__(self) -> str:
         tried = "; ".join(_attempt_text(a) for a in self.attempts if a.error is not None)
         return f"{self.args[0]} — {tried}" if tried else str(self.args[0])
+
+
+class BudgetExceeded(LLMRelayError):
+    """A spending budget cannot afford the request: nothing was sent.
+
+    Names the budget (``budget``), what it has spent and holds for calls in flight
+    (``spent_usd``), its limit (``limit_usd``) and when its period ends (``resets_at``,
+    an aware datetime in the budget's time zone).
+    """
+
+    def __init__(
+        self,
+        budget: str,
+        *,
+        spent_micros: int,
+        limit_micros: int,
+        needed_micros: int,
+        resets_at: datetime,
+        attempts: list[Attempt] | None = None,
+    ) -> None:
+        self.budget = budget
+        self.spent_micros = spent_micros
+        self.limit_micros = limit_micros
+        self.needed_micros = needed_micros
+        self.resets_at = resets_at
+        self.attempts = attempts or []
+        super().__init__(
+            f"budget {budget!r} cannot afford this request: ${spent_micros / 1e6:.6f} spent "
+            f"or held of ${limit_micros / 1e6:.6f}, the request may cost up to "
+            f"${needed_micros / 1e6:.6f}; it resets at {resets_at.isoformat()}"
+        )
+
+    @property
+    def spent_usd(self) -> float:
+        return self.spent_micros / 1_000_000
+
+    @property
+    def limit_usd(self) -> float:
+        return self.limit_micros / 1_000_000
 
 
 def _attempt_text(attempt: Attempt) -> str:

@@ -28,6 +28,15 @@ class EventKind(enum.Enum):
     """A 429 the scheduler's buckets did not predict: it now paces to a stricter window."""
     FINISHED = "finished"
     """Exactly one per routed request, whatever its outcome (``error`` set on failure)."""
+    DOWNGRADED = "downgraded"
+    """A budget is past its downgrade share: cheaper deployments were put first."""
+    BUDGET_THRESHOLD = "budget_threshold"
+    """A budget's spend crossed one of its thresholds (``budget``, ``share``)."""
+    BUDGET_REFUSED = "budget_refused"
+    """A budget could not afford a request on a deployment; it was not sent there."""
+    CACHE_HIT = "cache_hit"
+    """Answered from the response cache (``message``: exact or semantic; ``cost_micros``:
+    what the answer cost when it was made, saved this time)."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +53,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     cost_micros: int = 0
     attempt: int = 0
     """0 for the first deployment tried for a request, 1 for the next, …"""
+    request_id: str = ""
+    budget: str = ""
+    share: float = 0.0
+    """A budget's spend over its limit, for budget events."""
 
     @property
     def cost_usd(self) -> float:

@@ -263,6 +263,12 @@ def _response_format(value: Any, where: str) -> ResponseFormat | None:
     return ResponseFormat(type="json_schema", json_schema=dict(schema), name=name, strict=strict)
 
 
+def _tags(value: Any, where: str) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise BadRequest(f"{where}: expected a list of strings, got {_got(value)}")
+    return _unchanged(value, [_text(t, f"{where}[{i}]") for i, t in enumerate(value)])
+
+
 _PARAMS: Mapping[str, Callable[[Any, str], Any]] = MappingProxyType({
     "system": _text,
     "max_tokens": _count,
@@ -274,6 +280,8 @@ _PARAMS: Mapping[str, Callable[[Any, str], Any]] = MappingProxyType({
     "response_format": _response_format,
     "user": _text,
     "metadata": _metadata,
+    "key": _text,
+    "tags": _tags,
 })  # fmt: skip
 """Each request field a caller may set, and its check (which may convert the value)."""
 _ALIASES: Mapping[str, Callable[[Any, str], Any]] = MappingProxyType(

@@ -30,8 +30,10 @@ import asyncio
 import math
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
 
@@ -39,6 +41,7 @@ from llmrelay.errors import (
     AllModelsExhausted,
     AuthenticationFailed,
     BadRequest,
+    BudgetExceeded,
     ContextWindowExceeded,
     MalformedResponse,
     Overloaded,
@@ -68,6 +71,9 @@ from llmrelay.types import (
 )
 
 _CALLERS_FAULT = (AuthenticationFailed, BadRequest)
+_INPUT_MARGIN = 1.1
+"""Budgets hold input at the estimate plus this margin (the quick estimate is within a
+few percent of the provider's count)."""
 _OUTAGES = (ProviderUnavailable, Timeout, MalformedResponse, StreamInterrupted, Overloaded)
 
 
@@ -125,6 +131,36 @@ def validate(request: ChatRequest) -> None:
         raise BadRequest(f"temperature must be between 0 and 2, got {request.temperature}")
 
 
+class Meter(Protocol):
+    """Money, seen by the router: budgets and the spend ledger (:mod:`llmrelay.cost`).
+
+    Each send to a deployment first holds its worst-case cost (``reserve``, which raises
+    :class:`BudgetExceeded` when a budget cannot afford it: the deployment is then not
+    tried); then ``settle`` records what the call really cost, or ``release`` gives the
+    hold back when nothing was spent. ``release`` after ``settle`` does nothing.
+    """
+
+    def prefer_cheaper(self, request: ChatRequest) -> bool: ...
+
+    async def reserve(self, request: ChatRequest, worst_case_micros: int) -> Any: ...
+
+    async def settle(self, hold: Any, spent: Spent) -> None: ...
+
+    async def release(self, hold: Any) -> None: ...
+
+
+@dataclass(slots=True, frozen=True)
+class Spent:
+    """One priced call: who answered, the usage reported (or estimated), its cost."""
+
+    request: ChatRequest
+    request_id: str
+    group: str
+    deployment: str
+    usage: Usage
+    cost_micros: int
+
+
 @dataclass(slots=True)
 class _Route:
     """One request on its way: what remains to try, and every attempt so far."""
@@ -134,6 +170,9 @@ class _Route:
     input_tokens: int
     remaining: list[Candidate]
     attempts: list[Attempt]
+    request_id: str
+    refusal: BudgetExceeded | None = None
+    """The first budget refusal: raised when no deployment answers."""
 
 
 class Router:
@@ -148,6 +187,7 @@ class Router:
         estimator: Estimator | None = None,
         events: EventBus | None = None,
         rng: random.Random | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.groups = {name.lower(): group for name, group in groups.items()}
         self.policy = policy or Smart()
@@ -159,6 +199,7 @@ class Router:
         self._losers: set[asyncio.Task[ChatResponse]] = set()
         self._rng = rng or random.Random()
         self.events = events or EventBus()
+        self.meter = meter
 
     def group(self, name: str) -> ModelGroup:
         found = self.groups.get(name.lower())
@@ -169,7 +210,9 @@ class Router:
 
     # -- planning -----------------------------------------------------------------------
 
-    async def _route(self, group: ModelGroup, request: ChatRequest, *, stream: bool) -> _Route:
+    async def _route(
+        self, group: ModelGroup, request: ChatRequest, request_id: str, *, stream: bool
+    ) -> _Route:
         """The candidates that can serve ``request``, in order; the others as attempts."""
         validate(request)
         # The heuristic is within a few percent and several times cheaper than tiktoken;
@@ -206,6 +249,8 @@ class Router:
                 self._emit(EventKind.SKIPPED, group, candidate, error="BadRequest")
                 continue
             fit.append(candidate)
+        if fit and self.meter is not None and self.meter.prefer_cheaper(request):
+            fit = self._cheapest_first(group, fit, input_tokens, request.max_tokens)
         if not fit and refusals:
             raise refusals[0]
         if not fit:
@@ -216,20 +261,81 @@ class Router:
                 required_tokens=need,
                 max_tokens=largest,
             )
-        return _Route(group, request, input_tokens, fit, skipped)
+        return _Route(group, request, input_tokens, fit, skipped, request_id)
+
+    def _cheapest_first(
+        self, group: ModelGroup, fit: list[Candidate], input_tokens: int, max_tokens: int | None
+    ) -> list[Candidate]:
+        """A budget is nearly spent: the cheapest deployments that can serve go first."""
+        cheapest = sorted(fit, key=lambda c: _worst_case(c, input_tokens, max_tokens))
+        if cheapest[0] is not fit[0]:
+            self._emit(EventKind.DOWNGRADED, group, cheapest[0],
+                       error=None)  # fmt: skip
+        return cheapest
+
+    # -- money ----------------------------------------------------------------------------
+
+    async def _reserve(self, route: _Route, candidate: Candidate) -> tuple[bool, Any]:
+        """Hold the worst case of sending ``route`` to ``candidate``: ``(False, None)`` when
+        a budget refuses (traced as a skipped attempt)."""
+        meter = self.meter
+        if meter is None:
+            return True, None
+        worst = _worst_case(candidate, route.input_tokens, route.request.max_tokens)
+        try:
+            return True, await meter.reserve(route.request, worst)
+        except BudgetExceeded as exc:
+            route.refusal = route.refusal or exc
+            route.attempts.append(_skipped(candidate, "BudgetExceeded", f"{exc}; not sent"))
+            self._emit(EventKind.BUDGET_REFUSED, route.group, candidate, error="BudgetExceeded")
+            return False, None
+
+    async def _settle(
+        self, route: _Route, candidate: Candidate, hold: Any, usage: Usage
+    ) -> int:
+        """Price ``usage`` at ``candidate`` and record it against the hold; the cost."""
+        cost = candidate.cost_micros(usage)
+        if self.meter is not None:
+            spent = Spent(route.request, route.request_id, route.group.name, candidate.id,
+                          usage, cost)  # fmt: skip
+            await self.meter.settle(hold, spent)
+        return cost
+
+    async def _release(self, hold: Any) -> None:
+        if self.meter is not None:
+            await self.meter.release(hold)
+
+    async def _metered(self, route: _Route, candidate: Candidate, **send: Any) -> ChatResponse:
+        """One send, its cost held before and settled after (released if it fails)."""
+        ok, hold = await self._reserve(route, candidate)
+        if not ok:
+            raise _Refused
+        try:
+            response = await candidate.scheduled.send(
+                route.request, input_tokens=route.input_tokens, **send
+            )
+            response.cost_micros = await self._settle(route, candidate, hold, response.usage)
+            return response
+        finally:
+            await self._release(hold)
 
     # -- send ---------------------------------------------------------------------------
 
-    async def send(self, request: ChatRequest, group: str = "default") -> RoutedResponse:
+    async def send(
+        self, request: ChatRequest, group: str = "default", *, request_id: str | None = None
+    ) -> RoutedResponse:
+        """Answer ``request`` from ``group``; ``request_id`` names it in events, the ledger
+        and the answer (default: a new random id)."""
         model_group = self.group(group)
         self.routed += 1
+        request_id = request_id or new_request_id()
         try:
-            route = await self._route(model_group, request, stream=False)
+            route = await self._route(model_group, request, request_id, stream=False)
             response = await self._send(route)
         except BaseException as exc:
-            self._finished(model_group, None, exc)
+            self._finished(model_group, None, exc, request_id)
             raise
-        self._finished(model_group, response, None)
+        self._finished(model_group, response, None, request_id)
         return response
 
     async def _send(self, route: _Route) -> RoutedResponse:
@@ -248,12 +354,11 @@ class Router:
                 max_wait = self._max_wait(route, patient)
                 candidate.in_flight += 1
                 try:
-                    response = await candidate.scheduled.send(
-                        route.request,
-                        can_fall_back=bool(route.remaining),
-                        max_wait=max_wait,
-                        input_tokens=route.input_tokens,
+                    response = await self._metered(
+                        route, candidate, can_fall_back=bool(route.remaining), max_wait=max_wait
                     )
+                except _Refused:
+                    break
                 except ProviderError as exc:
                     if max_wait is not None and await self._nothing_better(route, exc):
                         patient = True
@@ -304,11 +409,7 @@ class Router:
 
         def launch(candidate: Candidate) -> None:
             candidate.in_flight += 1
-            task = asyncio.create_task(
-                candidate.scheduled.send(
-                    route.request, can_fall_back=True, input_tokens=route.input_tokens
-                )
-            )
+            task = asyncio.create_task(self._metered(route, candidate, can_fall_back=True))
             task.add_done_callback(lambda _: _leave(candidate))
             started[task] = (candidate, time.perf_counter())
 
@@ -333,6 +434,8 @@ class Router:
                         for loser in pending:
                             route.attempts.append(_cancelled(started[loser][0]))
                         return self._answered(route, candidate, task.result(), at)
+                    if isinstance(exc, _Refused):
+                        continue
                     if not isinstance(exc, ProviderError):
                         raise exc
                     await self._after_failure(route, candidate, exc, at, self.config.retries)
@@ -347,23 +450,24 @@ class Router:
     # -- stream -------------------------------------------------------------------------
 
     async def stream(
-        self, request: ChatRequest, group: str = "default"
+        self, request: ChatRequest, group: str = "default", *, request_id: str | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Stream from the first deployment that produces a token; usage comes at the end."""
         model_group = self.group(group)
         self.routed += 1
+        request_id = request_id or new_request_id()
         answered: ChatResponse | None = None
         try:
-            route = await self._route(model_group, request, stream=True)
+            route = await self._route(model_group, request, request_id, stream=True)
             async for event in self._stream(route):
                 if isinstance(event, ChatResponse):
                     answered = event
                     continue
                 yield event
         except BaseException as exc:
-            self._finished(model_group, None, exc)
+            self._finished(model_group, None, exc, request_id)
             raise
-        self._finished(model_group, answered, None)
+        self._finished(model_group, answered, None, request_id)
 
     async def _stream(self, route: _Route) -> AsyncIterator[StreamEvent | ChatResponse]:
         while route.remaining:
@@ -372,6 +476,9 @@ class Router:
                 continue
             retry, patient = 0, False
             while True:
+                ok, hold = await self._reserve(route, candidate)
+                if not ok:
+                    break
                 started = time.perf_counter()
                 max_wait = self._max_wait(route, patient)
                 delivered = False
@@ -399,18 +506,22 @@ class Router:
                             text.append(event.text)
                         elif isinstance(event, StreamEnd):
                             event = self._finish_stream(event, route.input_tokens, text)
+                            usage = event.usage or Usage()
                             response = ChatResponse(
                                 content="".join(text),
-                                usage=event.usage or Usage(),
+                                usage=usage,
                                 latency_s=time.perf_counter() - started,
                                 ttft_s=ttft,
+                                cost_micros=await self._settle(route, candidate, hold, usage),
                             )
                             yield self._answered(route, candidate, response, started)
                         yield event
                     return
                 except ProviderError as exc:
-                    if delivered:
+                    if delivered:  # the provider bills what it sent: an estimate of it
                         self._failure(route, candidate, exc, started)
+                        cut = self._finish_stream(StreamEnd(), route.input_tokens, text).usage
+                        await self._settle(route, candidate, hold, cut or Usage())
                         raise _interrupted(exc) from exc
                     if max_wait is not None and await self._nothing_better(route, exc):
                         patient = True
@@ -422,6 +533,7 @@ class Router:
                     await asyncio.sleep(backoff)
                 finally:
                     candidate.in_flight -= 1
+                    await self._release(hold)
         raise self._exhausted(route)
 
     def _finish_stream(self, end: StreamEnd, input_tokens: int, text: list[str]) -> StreamEnd:
@@ -506,8 +618,13 @@ class Router:
         if isinstance(exc, _OUTAGES):
             candidate.breaker.record_failure()
 
-    def _exhausted(self, route: _Route) -> AllModelsExhausted:
+    def _exhausted(self, route: _Route) -> AllModelsExhausted | BudgetExceeded:
+        """What to raise when no deployment answered: the budget's refusal if a budget
+        stopped one from being tried, else :class:`AllModelsExhausted`."""
         self._emit(EventKind.EXHAUSTED, route.group, None)
+        if route.refusal is not None:
+            route.refusal.attempts = route.attempts
+            return route.refusal
         return AllModelsExhausted(
             f"every deployment of model group {route.group.name!r} failed", route.attempts
         )
@@ -534,8 +651,7 @@ class Router:
         wait = max(0.0, elapsed - latency)
         attempts.append(Attempt(deployment=candidate.id, wait_s=wait, latency_s=latency,
                                 status_code=200))  # fmt: skip
-        usage = response.usage
-        cost = candidate.cost_micros(usage)
+        usage, cost = response.usage, response.cost_micros
         if len(attempts) > 1:  # why the first choice was left: the first attempt's error
             self._emit(EventKind.FELL_BACK, group, candidate, attempt=len(attempts) - 1,
                        error=attempts[0].error)  # fmt: skip
@@ -551,24 +667,30 @@ class Router:
                 attempt=len(attempts) - 1,
             )
         )
-        response.attempts, response.group, response.cost_micros = list(attempts), group.name, cost
+        response.attempts, response.group = list(attempts), group.name
+        response.request_id = route.request_id
         response.deployment = response.deployment or candidate.id
         return response
 
     def _finished(
-        self, group: ModelGroup, response: ChatResponse | None, exc: BaseException | None
+        self,
+        group: ModelGroup,
+        response: ChatResponse | None,
+        exc: BaseException | None,
+        request_id: str,
     ) -> None:
         """The one event every routed request ends with, whatever its outcome."""
         if response is not None:
             event = Event(kind=EventKind.FINISHED, group=group.name,
                           deployment=response.deployment, attempt=len(response.attempts) - 1,
                           latency_s=sum(a.latency_s + a.wait_s for a in response.attempts),
-                          cost_micros=response.cost_micros)  # fmt: skip
+                          cost_micros=response.cost_micros, request_id=request_id)  # fmt: skip
         else:
             cancelled = isinstance(exc, asyncio.CancelledError | GeneratorExit)
             name = "Cancelled" if cancelled else type(exc).__name__
             message = exc.message if isinstance(exc, ProviderError) else str(exc or "")
-            event = Event(kind=EventKind.FINISHED, group=group.name, error=name, message=message)
+            event = Event(kind=EventKind.FINISHED, group=group.name, error=name, message=message,
+                          request_id=request_id)  # fmt: skip
         self.events.emit(event)
 
     def _emit(
@@ -605,6 +727,22 @@ class Router:
         await asyncio.gather(*self._losers, return_exceptions=True)
         for candidate in self.candidates():
             await candidate.scheduled.provider.aclose()
+
+
+def new_request_id() -> str:
+    """A random request id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+class _Refused(Exception):
+    """A budget refused the deployment; it was not sent to (see ``_Route.refusal``)."""
+
+
+def _worst_case(candidate: Candidate, input_tokens: int, max_tokens: int | None) -> int:
+    """The most a call can cost at ``candidate``: its input (with a margin over the
+    estimate) and every output token it may write."""
+    output = max_tokens or candidate.max_output_tokens or 0
+    return candidate.price_for(math.ceil(input_tokens * _INPUT_MARGIN) + 16, output)
 
 
 def _opening(start: StreamStart | None, candidate: Candidate) -> StreamStart:
@@ -647,4 +785,4 @@ def _failed(candidate: Candidate, exc: ProviderError, elapsed: float) -> Attempt
     )
 
 
-__all__ = ["Router", "RouterConfig", "validate"]
+__all__ = ["Meter", "Router", "RouterConfig", "Spent", "new_request_id", "validate"]

@@ -109,6 +109,11 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     stream: bool = False
     user: str | None = None
     metadata: dict[str, str] | None = None
+    key: str | None = None
+    """The caller's key (a gateway key's id): budgets and the spend ledger count by it;
+    never sent to a provider."""
+    tags: list[str] | None = None
+    """Labels for budgets, the ledger and analytics (a team, a feature); never sent."""
 
     def system_text(self) -> str | None:
         """The system prompt: ``system`` plus every system-role message, in order."""
