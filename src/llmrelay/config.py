@@ -20,6 +20,16 @@ names — are case-insensitive.
     scheduler: {max_wait_before_fallback: 90, safety_margin: 2}
     timeouts: {connect: 10, first_byte: 120, idle: 60}
     providers: {mycorp: "mypkg.llm:MyCorpProvider"}
+    budget:
+      timezone: Europe/Paris
+      store: sqlite                 # memory (default), sqlite or redis
+      limits:
+        - {usd: 50, period: day}    # global
+        - {usd: 5, period: month, scope: user}
+    spend: {ledger: sqlite, path: ~/.llmrelay/spend.sqlite}
+    cache:
+      exact: {backend: memory, ttl_s: 3600, max_bytes: 67108864}
+      semantic: {backend: sqlite}
 
 Each option is defined once, by the runtime struct that uses it; the sections here are
 derived from those structs (names, types, defaults, docstrings and checks):
@@ -31,7 +41,9 @@ derived from those structs (names, types, defaults, docstrings and checks):
   ``short_window_s``, ``window_pad``);
 - ``timeouts:`` — :class:`~llmrelay.providers.Timeouts`, also per deployment (a
   deployment's own keys override the global ones);
-- a deployment's ``rpm``, ``tpm``, ``itpm``, ``otpm``, ``rpd`` — :class:`Limits` again.
+- a deployment's ``rpm``, ``tpm``, ``itpm``, ``otpm``, ``rpd`` — :class:`Limits` again;
+- ``budget:`` — :class:`~llmrelay.budget.BudgetPolicy`, and each of its ``limits`` a
+  :class:`~llmrelay.budget.BudgetLimit`.
 
 A deployment's missing limits, window and prices come from the catalog for its ``tier``
 (a tier is known when a model of that provider has it). A model the catalog does not know
@@ -58,7 +70,7 @@ import re
 import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -75,6 +87,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from llmrelay.budget import BudgetLimit, BudgetPolicy
 from llmrelay.catalog import Catalog
 from llmrelay.errors import ConfigError
 from llmrelay.limits import DIMENSIONS, Limits
@@ -126,6 +139,8 @@ def _field_check(struct: type[msgspec.Struct], names: tuple[str, ...]) -> Any:
         known = {n: info.data[n] for n in names if n in info.data}
         try:
             struct(**{**known, name: value})
+        except TypeError:
+            return value  # a required field is missing or invalid: pydantic names it
         except ValueError as exc:
             message = str(exc)  # "retries must be >= 0": the key is already named
             if message.startswith(f"{name} must "):
@@ -314,6 +329,70 @@ class GroupSettings(_Section):
                 yield kind, index, spec
 
 
+class BudgetLimitSettings(derived(BudgetLimit)):  # type: ignore[misc]  # a base made from BudgetLimit
+    def runtime(self) -> BudgetLimit:
+        return build(self, BudgetLimit)
+
+
+class BudgetSettings(derived(BudgetPolicy)):  # type: ignore[misc]  # a base made from BudgetPolicy
+    """``budget:`` — spending limits (:mod:`llmrelay.budget`)."""
+
+    limits: list[BudgetLimitSettings] = Field(default_factory=list)
+    store: Literal["memory", "sqlite", "redis"] = "memory"
+    """Where the counters live: this process, a SQLite file (kept across restarts), or
+    Redis (shared by every replica; the top-level ``redis_url`` unless set here)."""
+    path: str = "~/.llmrelay/budget.sqlite"
+    """The SQLite file, for ``store: sqlite``."""
+    redis_url: str | None = None
+
+    def policy(self) -> BudgetPolicy:
+        return build(self, BudgetPolicy)
+
+
+class SpendSettings(_Section):
+    """``spend:`` — the spend ledger, one row per call (:mod:`llmrelay.cost`)."""
+
+    ledger: Literal["none", "sqlite", "postgres"] = "none"
+    path: str = "~/.llmrelay/spend.sqlite"
+    """The SQLite file, for ``ledger: sqlite``."""
+    database_url: str | None = None
+    """PostgreSQL, for ``ledger: postgres`` (default: the ``DATABASE_URL`` variable)."""
+    flush_s: float = Field(default=0.5, gt=0)
+    """Rows are written in batches at least this often."""
+
+
+class ExactCacheSettings(_Section):
+    """``cache.exact:`` — answers kept by the whole normalized request."""
+
+    backend: Literal["none", "memory", "sqlite", "redis"] = "none"
+    ttl_s: float | None = Field(default=3600.0, gt=0)
+    max_bytes: int = Field(default=64 * 2**20, gt=0)
+    """The memory backend's bound, in bytes of keys and values."""
+    path: str = "~/.llmrelay/cache.sqlite"
+    redis_url: str | None = None
+
+
+class SemanticCacheSettings(_Section):
+    """``cache.semantic:`` — answers found by the meaning of the last user message."""
+
+    backend: Literal["none", "sqlite", "redis"] = "none"
+    threshold: float | None = Field(default=None, gt=0, le=1)
+    """Cosine similarity a hit needs (default: the one chosen by the shipped evaluation)."""
+    ttl_s: float | None = Field(default=3600.0, gt=0)
+    path: str = "~/.llmrelay/semantic.sqlite"
+    redis_url: str | None = None
+
+
+class CacheSettings(_Section):
+    """``cache:`` — the response caches (:mod:`llmrelay.cache`)."""
+
+    exact: ExactCacheSettings = Field(default_factory=ExactCacheSettings)
+    semantic: SemanticCacheSettings = Field(default_factory=SemanticCacheSettings)
+    any_temperature: bool = False
+    """Cache answers to requests whose temperature is not 0 too (by default only those
+    are, being the deterministic ones; a call may opt in or out with ``cache=``)."""
+
+
 class RelaySettings(_Section):
     """The whole configuration (the YAML file's top level)."""
 
@@ -326,6 +405,9 @@ class RelaySettings(_Section):
     catalog: dict[str, dict[str, Any]] = Field(default_factory=dict)
     providers: dict[str, str] = Field(default_factory=dict)
     """More provider adapters: name → ``package.module:Class`` (see the module docstring)."""
+    budget: BudgetSettings | None = None
+    spend: SpendSettings = Field(default_factory=SpendSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     media: Any = None
     """``media:`` — the video-filename parser's settings (:mod:`llmrelay.media.config`)."""
     agents: Any = None

@@ -31,7 +31,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -450,9 +450,17 @@ class Router:
     # -- stream -------------------------------------------------------------------------
 
     async def stream(
-        self, request: ChatRequest, group: str = "default", *, request_id: str | None = None
+        self,
+        request: ChatRequest,
+        group: str = "default",
+        *,
+        request_id: str | None = None,
+        on_answer: Callable[[RoutedResponse], None] | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """Stream from the first deployment that produces a token; usage comes at the end."""
+        """Stream from the first deployment that produces a token; usage comes at the end.
+
+        ``on_answer`` is given the complete answer (deployment, attempts, cost) just
+        before the stream's end event."""
         model_group = self.group(group)
         self.routed += 1
         request_id = request_id or new_request_id()
@@ -462,6 +470,8 @@ class Router:
             async for event in self._stream(route):
                 if isinstance(event, ChatResponse):
                     answered = event
+                    if on_answer is not None:
+                        on_answer(event)
                     continue
                 yield event
         except BaseException as exc:

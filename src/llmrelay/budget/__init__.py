@@ -4,7 +4,7 @@ See :mod:`llmrelay.budget.budgets` for how a call is reserved, settled and relea
 :mod:`llmrelay.budget.counters` for where the counters live.
 """
 
-from llmrelay.budget.budgets import Budgets, Hold
+from llmrelay.budget.budgets import BudgetPolicy, Budgets, Hold
 from llmrelay.budget.counters import (
     COUNTERS,
     Counters,
@@ -15,5 +15,6 @@ from llmrelay.budget.counters import (
 from llmrelay.budget.limits import BudgetLimit, Calendar, Who
 from llmrelay.errors import BudgetExceeded
 
-__all__ = ["COUNTERS", "BudgetExceeded", "BudgetLimit", "Budgets", "Calendar", "Counters",
-           "Hold", "MemoryCounters", "RedisCounters", "SqliteCounters", "Who"]  # fmt: skip
+__all__ = ["COUNTERS", "BudgetExceeded", "BudgetLimit", "BudgetPolicy", "Budgets",
+           "Calendar", "Counters", "Hold", "MemoryCounters", "RedisCounters", "SqliteCounters",
+           "Who"]  # fmt: skip

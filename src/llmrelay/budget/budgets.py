@@ -21,12 +21,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from llmrelay.budget.counters import Counters, Line, MemoryCounters
 from llmrelay.budget.limits import BudgetLimit, Calendar, Who
 from llmrelay.errors import BudgetExceeded
 from llmrelay.events import Event, EventBus, EventKind
 
 _DAY_S = 86_400.0
+
+
+class BudgetPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How budgets count and warn."""
+
+    timezone: str = "UTC"
+    """The zone whose midnight starts a budget's day (and whose 1st its month)."""
+    downgrade_at: float | None = 0.8
+    """Past this share of any of its budgets, a request goes to the cheapest deployments
+    that can serve it first (``None``: never)."""
+    thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
+    """Shares of a budget whose crossing is a ``budget_threshold`` event."""
+
+    def __post_init__(self) -> None:
+        if self.downgrade_at is not None and not 0 < self.downgrade_at <= 1:
+            raise ValueError(f"downgrade_at must be in (0, 1], got {self.downgrade_at}")
+        if any(not 0 < t <= 1 for t in self.thresholds):
+            raise ValueError(f"thresholds must be in (0, 1], got {list(self.thresholds)}")
+        Calendar(self.timezone)  # raises ValueError for an unknown zone
 
 
 @dataclass(slots=True, frozen=True)
@@ -54,25 +75,22 @@ class Budgets:
         limits: Sequence[BudgetLimit],
         counters: Counters | None = None,
         *,
-        timezone: str = "UTC",
-        downgrade_at: float | None = 0.8,
-        thresholds: Sequence[float] = (0.5, 0.8, 1.0),
+        policy: BudgetPolicy | None = None,
         events: EventBus | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if downgrade_at is not None and not 0 < downgrade_at <= 1:
-            raise ValueError(f"downgrade_at must be in (0, 1], got {downgrade_at}")
-        if any(not 0 < t <= 1 for t in thresholds):
-            raise ValueError(f"thresholds must be in (0, 1], got {list(thresholds)}")
+        policy = policy or BudgetPolicy()
         self.limits = list(limits)
         self.counters = counters or MemoryCounters()
-        self.calendar = Calendar(timezone)
-        self.downgrade_at = downgrade_at
-        self.thresholds = sorted(thresholds)
+        self.calendar = Calendar(policy.timezone)
+        self.downgrade_at = policy.downgrade_at
+        self.thresholds = sorted(policy.thresholds)
         self.events = events or EventBus()
         self._clock = clock
         self._shares: dict[str, float] = {}
         """The last known share of each counter, for downgrade decisions (no round trip)."""
+        self._spent: dict[str, int] = {}
+        """The last known spend of each counter."""
         self._seen: dict[str, _Counted] = {}
         """Every counter used in this process, for :meth:`snapshot`."""
 
@@ -145,35 +163,51 @@ class Budgets:
         await self.settle(hold, 0)
 
     def _note(self, counted: _Counted, spent: int) -> None:
-        limit = counted.line.limit
-        self._shares[counted.line.key] = spent / limit if limit else 1.0
+        limit, key = counted.line.limit, counted.line.key
+        self._spent[key] = spent
+        self._shares[key] = spent / limit if limit else 1.0
 
-    async def snapshot(self) -> list[dict[str, Any]]:
-        """Spend, holds, limit and what remains of every budget counted here so far (and of
-        the global ones, always), for the current periods."""
+    def _current(self) -> dict[str, _Counted]:
+        """The counters of the current periods: the global ones, and every other one this
+        process has used."""
         current = {c.line.key: c for c in self._lines(Who())}
         now = self._clock()
         for key, c in self._seen.items():
             period, _ = self.calendar.period(c.limit.period, now)
             if key.endswith(f"@{period}"):
                 current.setdefault(key, c)
+        return current
+
+    def last_seen(self) -> list[dict[str, Any]]:
+        """What :meth:`snapshot` reports, from what this process last saw of each counter
+        (no round trip; other replicas' spend since then is not in it)."""
+        return [_row(key, c, self._spent.get(key, 0), 0) for key, c in self._current().items()]
+
+    async def snapshot(self) -> list[dict[str, Any]]:
+        """Spend, holds, limit and what remains of each budget in its current period (the
+        global ones, and every other one this process has counted against)."""
+        current = self._current()
         rows = await self.counters.read(list(current))
         out = []
         for (key, c), (spent, held) in zip(current.items(), rows, strict=True):
             self._note(c, spent)
-            out.append({
-                "budget": c.label,
-                "period": key.rpartition("@")[2],
-                "spent_usd": spent / 1e6,
-                "held_usd": held / 1e6,
-                "limit_usd": c.line.limit / 1e6,
-                "remaining_usd": max(0, c.line.limit - spent - held) / 1e6,
-                "resets_at": c.resets_at.isoformat(),
-            })  # fmt: skip
+            out.append(_row(key, c, spent, held))
         return out
 
     async def aclose(self) -> None:
         await self.counters.aclose()
 
 
-__all__ = ["Budgets", "Hold"]
+def _row(key: str, c: _Counted, spent: int, held: int) -> dict[str, Any]:
+    return {
+        "budget": c.label,
+        "period": key.rpartition("@")[2],
+        "spent_usd": spent / 1e6,
+        "held_usd": held / 1e6,
+        "limit_usd": c.line.limit / 1e6,
+        "remaining_usd": max(0, c.line.limit - spent - held) / 1e6,
+        "resets_at": c.resets_at.isoformat(),
+    }
+
+
+__all__ = ["BudgetPolicy", "Budgets", "Hold"]
