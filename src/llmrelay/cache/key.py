@@ -2,9 +2,15 @@
 
 A request is reduced to what decides its answer — the model group, the system prompt, the
 messages, the sampling parameters, the tools and the response format — and encoded as
-canonical JSON (sorted keys, texts in Unicode NFC with their ends stripped). What does not
-change the answer (``stream``, ``user``, ``metadata``) is left out, so a streamed and a
-plain call share one entry.
+canonical JSON (sorted keys, texts in Unicode NFC with their ends stripped, numbers of a
+float field as floats, so ``temperature=0`` and ``0.0`` are one question). What does not
+change the answer (:data:`UNKEYED`: ``stream``, ``user``, ``metadata``…) is left out, so a
+streamed and a plain call share one entry.
+
+Every other field of :class:`~llmrelay.types.ChatRequest` and
+:class:`~llmrelay.types.Message` is in the key without being listed here: a field added to
+them later changes the key until someone decides, in :data:`UNKEYED`, that it does not
+change the answer. Too many keys only cost misses; too few would serve a wrong answer.
 
 The semantic cache compares only the last user message by meaning; everything before and
 around it must match exactly, and is its *context* key.
@@ -13,6 +19,7 @@ around it must match exactly, and is its *context* key.
 from __future__ import annotations
 
 import hashlib
+import typing
 import unicodedata
 from typing import Any
 
@@ -20,7 +27,21 @@ import msgspec
 
 from llmrelay.types import ChatRequest, ContentPart, Message, TextPart
 
+UNKEYED = frozenset({"model", "stream", "user", "metadata", "key", "tags"})
+"""Request fields that do not change the answer: ``model`` (the group passed beside the
+request names who answers), how the answer is delivered (``stream``), and labels that are
+never sent to a provider (``user``, ``metadata``, ``key``, ``tags``)."""
+
 _encode = msgspec.json.Encoder(order="sorted").encode
+
+
+def _is_float(kind: Any) -> bool:
+    return kind is float or float in typing.get_args(kind)
+
+
+_REQUEST_FIELDS = msgspec.structs.fields(ChatRequest)
+_KEYED = tuple(f.name for f in _REQUEST_FIELDS if f.name not in UNKEYED)
+_FLOATS = frozenset(f.name for f in _REQUEST_FIELDS if _is_float(f.type))
 
 
 def deterministic(request: ChatRequest) -> bool:
@@ -41,9 +62,7 @@ def semantic_parts(request: ChatRequest, group: str) -> tuple[str, str] | None:
     if not messages or messages[-1].role != "user":
         return None
     last = messages[-1]
-    if not isinstance(last.content, str) and not all(
-        isinstance(p, TextPart) for p in last.content
-    ):
+    if not isinstance(last.content, str) and not all(isinstance(p, TextPart) for p in last.content):
         return None
     text = _text(last.text)
     if not text:
@@ -52,28 +71,22 @@ def semantic_parts(request: ChatRequest, group: str) -> tuple[str, str] | None:
 
 
 def _normalized(request: ChatRequest, group: str, messages: list[Message]) -> dict[str, Any]:
-    return {
-        "group": group.lower(),
-        "system": _text(request.system or ""),
-        "messages": [_message(m) for m in messages],
-        "max_tokens": request.max_tokens,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "stop": request.stop,
-        "tools": request.tools,
-        "tool_choice": request.tool_choice,
-        "response_format": request.response_format,
-    }
+    normalized = {name: _field(request, name) for name in _KEYED}
+    normalized["group"] = group.lower()
+    normalized["system"] = _text(request.system or "")
+    normalized["messages"] = [_message(m) for m in messages]
+    return normalized
+
+
+def _field(request: ChatRequest, name: str) -> Any:
+    value = getattr(request, name)
+    return float(value) if name in _FLOATS and value is not None else value
 
 
 def _message(message: Message) -> dict[str, Any]:
-    return {
-        "role": message.role,
-        "content": _content(message.content),
-        "tool_calls": message.tool_calls,
-        "tool_call_id": message.tool_call_id,
-        "name": message.name,
-    }
+    fields = {name: getattr(message, name) for name in message.__struct_fields__}
+    fields["content"] = _content(message.content)
+    return fields
 
 
 def _content(content: str | list[ContentPart]) -> Any:
@@ -92,4 +105,4 @@ def _digest(normalized: dict[str, Any]) -> str:
     return hashlib.sha256(_encode(normalized)).hexdigest()
 
 
-__all__ = ["deterministic", "exact_key", "semantic_parts"]
+__all__ = ["UNKEYED", "deterministic", "exact_key", "semantic_parts"]
