@@ -3,6 +3,10 @@
 Besides the chat endpoints it serves what clients ask local servers about their models:
 Ollama's ``POST /api/show`` and ``GET /api/tags``, vLLM's and llama.cpp's ``GET /v1/models``
 (with ``max_model_len`` / ``meta.n_ctx_train``) and llama.cpp's ``GET /props``.
+
+Every served call goes through the prompt cache of its key and model
+(:mod:`llmrelay.simulator.caching`) and is billed once in the ledger at the model's
+:class:`~llmrelay.catalog.Price`, per kind of token, in integer micro-dollars.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from llmrelay.errors import ConfigError
+from llmrelay.simulator.caching import CacheUse, PromptCache
 from llmrelay.simulator.config import Api, FaultKind, ModelSpec, SimulatorConfig
-from llmrelay.simulator.engine import Engine, Reply, SimRequest
+from llmrelay.simulator.engine import Engine, Prompt, Reply, SimRequest
 from llmrelay.simulator.state import Admission, Ledger, Limiter, Quota, Refusal
 from llmrelay.simulator.wire.anthropic import AnthropicWire
 from llmrelay.simulator.wire.base import BadInput, ErrorContext, ErrorKind, Headers, WireApi
@@ -29,6 +34,7 @@ from llmrelay.simulator.wire.gemini import GeminiWire
 from llmrelay.simulator.wire.local import KEYLESS, LOCAL_KEY, llamacpp_props, ollama_show
 from llmrelay.simulator.wire.ollama import OllamaWire
 from llmrelay.simulator.wire.openai import OpenAIWire
+from llmrelay.types import Usage
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -108,8 +114,9 @@ class _Call:
 class Simulator:
     """Serves OpenAI, Anthropic, Gemini and Ollama wire formats for the configured models.
 
-    ``clock`` (monotonic seconds) drives latency, minute buckets and short windows;
-    ``wall`` (epoch seconds) says which day it is for requests-per-day limits.
+    ``clock`` (monotonic seconds) drives latency, minute buckets, short windows and the
+    lifetime of prompt-cache entries; ``wall`` (epoch seconds) says which day it is for
+    requests-per-day limits.
     """
 
     def __init__(
@@ -125,6 +132,7 @@ class Simulator:
         self.engine = Engine()
         self.limiter = Limiter(clock, wall)
         self.ledger = Ledger()
+        self.prompt_cache = PromptCache(clock)
         self._rng = random.Random(config.seed)
         self._next_id = 0
         openai, anthropic, gemini, ollama = (
@@ -182,10 +190,12 @@ class Simulator:
         await call.respond(200, self.ledger.report())
 
     async def _reset(self, call: _Call) -> None:
-        """Forget usage, buckets and run-time config changes; reseed the fault draws."""
+        """Forget usage, buckets, cached prompts and run-time config changes; reseed the
+        fault draws."""
         self.config = self._initial
         self.ledger.reset()
         self.limiter.reset()
+        self.prompt_cache.reset()
         self._rng.seed(self.config.seed)
         await call.respond(200, {"status": "reset"})
 
@@ -320,7 +330,8 @@ class Simulator:
         self, wire: WireApi, call: _Call, key: str, spec: ModelSpec, request: SimRequest
     ) -> None:
         model = spec.name
-        input_tokens = self.engine.prompt_tokens(request)
+        prompt = self.engine.prompt(request)
+        input_tokens = prompt.tokens
         asked = request.max_tokens or 0
         ctx = ErrorContext(model=model, input_tokens=input_tokens, max_tokens=asked, api=spec.api)
         if asked > spec.max_output_tokens:
@@ -344,7 +355,7 @@ class Simulator:
             window = wire.limit_headers(self.limiter.window(key, model, quota))
             await self._fail(wire, call, ErrorKind.RATE_LIMIT, ctx, window)
             return
-        await self._answer(wire, call, key, spec, request, ctx, quota, admitted)
+        await self._answer(wire, call, key, spec, request, prompt, ctx, quota, admitted)
 
     def _quota(self, spec: ModelSpec) -> Quota:
         return Quota(
@@ -364,6 +375,7 @@ class Simulator:
         key: str,
         spec: ModelSpec,
         request: SimRequest,
+        prompt: Prompt,
         ctx: ErrorContext,
         quota: Quota,
         admitted: Admission,
@@ -371,7 +383,10 @@ class Simulator:
         """Answer an admitted request (or fail it with a drawn fault) and bill it.
 
         The limit headers are taken after the unused tokens went back, as the provider
-        reports its buckets when it answers.
+        reports its buckets when it answers. A call failed by an error fault neither uses
+        the prompt cache nor is billed; a stream cut by a fault was processed (its prompt
+        read and written the cache) and is billed its whole prompt and the output tokens
+        delivered before the cut.
         """
         model, input_tokens, asked = spec.name, ctx.input_tokens, ctx.max_tokens
         fault = self._draw_fault(spec, request.stream)
@@ -384,7 +399,9 @@ class Simulator:
             headers = wire.limit_headers(self.limiter.window(key, model, quota))
             await self._inject(wire, call, fault, ctx, headers, request.stream)
             return
+        cached = self._use_cache(key, spec, prompt)
         reply = self.engine.reply(request, spec, self.config.scripts, input_tokens)
+        reply.cached_tokens, reply.cache_write_tokens = cached.read, cached.write
         # Unused max_tokens comes back; without max_tokens the output is charged now.
         self.limiter.give_back(admitted, 0, asked - reply.output_tokens)
         limit_headers = wire.limit_headers(self.limiter.window(key, model, quota))
@@ -399,8 +416,28 @@ class Simulator:
             body = wire.render(request, reply, self._response_id("msg_sim_"))
             await call.respond(200, body, limit_headers)
             delivered = reply.output_tokens
-        cost = input_tokens * spec.input_price_per_mtok + delivered * spec.output_price_per_mtok
-        self.ledger.served(key, model, input_tokens, delivered, cost / 1_000_000)
+        usage = Usage(
+            input_tokens=input_tokens,
+            output_tokens=delivered,
+            cached_input_tokens=cached.read,
+            cache_write_input_tokens=cached.write,
+        )
+        self.ledger.served(key, model, usage, spec.price().micros(usage))
+
+    def _use_cache(self, key: str, spec: ModelSpec, prompt: Prompt) -> CacheUse:
+        """Read and write the prompt cache of ``key`` and ``spec`` for one served call."""
+        if not spec.caches_prompts:
+            return CacheUse()
+        cache = self.prompt_cache
+        method = cache.breakpoints if spec.api == "anthropic" else cache.prefixes
+        return method(
+            key,
+            spec.name,
+            prompt,
+            minimum=spec.min_cacheable,
+            ttl=spec.cache_ttl,
+            delay=spec.ttft_ms / 1000,
+        )
 
     async def _inject(
         self,

@@ -4,6 +4,10 @@ Every wire format parses its request into a :class:`SimRequest`; the :class:`Eng
 turns that into a :class:`Reply` — a scripted answer, a tool call, a JSON document that
 fits the requested schema, or an echo of the last user message — and counts its tokens
 with the cl100k encoding.
+
+The prompt is counted as a :class:`Prompt`: its :class:`Segment` s (tools, system and
+message blocks in the order the provider caches them) and their token ids, which the
+prompt cache (:mod:`llmrelay.simulator.caching`) hashes.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +41,38 @@ class SimTool:
     schema: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One block of a prompt, in the order the provider caches prompts.
+
+    ``text`` is what is counted; ``ident`` (default: ``text``) is what a cache compares,
+    for blocks whose tokens the simulator does not count (an image). ``framing`` tokens
+    (a message's role markers) come first. ``breakpoint``: the block carries Anthropic's
+    ``cache_control``.
+    """
+
+    text: str
+    role: str = ""
+    framing: int = 0
+    breakpoint: bool = False
+    ident: str | None = None
+
+
+@dataclass(slots=True)
+class Prompt:
+    """A request's prompt as counted: its segments and the token ids of each."""
+
+    segments: list[Segment]
+    ids: list[list[int]]
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(ids) for ids in self.ids)
+
+    def sizes(self) -> list[int]:
+        return [len(ids) for ids in self.ids]
+
+
 @dataclass(slots=True)
 class SimRequest:
     """A request in any wire format, reduced to what the simulator needs."""
@@ -52,6 +89,9 @@ class SimRequest:
     include_usage: bool = False
     extra_text: str = ""
     """Text that counts towards the prompt but is not a message (tool schemas, system)."""
+    segments: list[Segment] | None = None
+    """The prompt block by block, when the wire format marks cache breakpoints (Anthropic);
+    ``None``: ``extra_text`` then one segment per message."""
 
     @property
     def last_user_text(self) -> str:
@@ -81,6 +121,14 @@ class Reply:
     finish_reason: str  # stop | length | tool_calls
     input_tokens: int
     output_tokens: int
+    cached_tokens: int = 0
+    """Of ``input_tokens``, those read from the prompt cache."""
+    cache_write_tokens: int = 0
+    """Of ``input_tokens``, those written to the prompt cache (Anthropic's creation)."""
+
+    @property
+    def uncached_tokens(self) -> int:
+        return self.input_tokens - self.cached_tokens - self.cache_write_tokens
 
     @property
     def text(self) -> str:
@@ -152,10 +200,28 @@ class Engine:
         return len(self._enc.encode_ordinary(text)) if text else 0
 
     def prompt_tokens(self, request: SimRequest) -> int:
-        total = _TOKENS_PER_REPLY + self.count(request.extra_text)
-        for message in request.messages:
-            total += _TOKENS_PER_MESSAGE + self.count(message.text)
-        return total
+        return self.prompt(request).tokens
+
+    def prompt(self, request: SimRequest) -> Prompt:
+        """The prompt's segments and token ids: the segments, framing included, then the
+        tokens that prime the reply."""
+        segments = request.segments
+        if segments is None:
+            segments = [Segment(request.extra_text)] if request.extra_text else []
+            segments += [
+                Segment(m.text, role=m.role, framing=_TOKENS_PER_MESSAGE) for m in request.messages
+            ]
+        segments = [*segments, Segment("", role="reply", framing=_TOKENS_PER_REPLY)]
+        ids = [self._framing(s) + self._ids(s.text) for s in segments]
+        return Prompt(segments, ids)
+
+    def _ids(self, text: str) -> list[int]:
+        return self._enc.encode_ordinary(text) if text else []
+
+    @staticmethod
+    def _framing(segment: Segment) -> list[int]:
+        """Stand-ins for a role's marker tokens: negative, so no text token equals them."""
+        return [-1 - zlib.crc32(f"{segment.role}:{i}".encode()) for i in range(segment.framing)]
 
     def reply(
         self,

@@ -1,5 +1,8 @@
 """Rate limits and the billing ledger of a running simulator.
 
+The ledger bills every served call once, in integer micro-dollars per kind of token (see
+:class:`Ledger`); the rest of this module is the limits.
+
 Limits are kept per API key and model, on up to five dimensions (:data:`DIMENSIONS`):
 requests, tokens (prompt + ``max_tokens``), input tokens and output tokens (Anthropic's
 ITPM and OTPM: the prompt, and ``max_tokens`` reserved at admission), and requests per day.
@@ -39,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
+
+from llmrelay.types import Usage
 
 Clock = Callable[[], float]
 Dimension = Literal["requests", "tokens", "input_tokens", "output_tokens", "requests_per_day"]
@@ -351,31 +356,53 @@ class Limiter:
 
 @dataclass(slots=True)
 class LedgerEntry:
+    """What one API key was served by one model, and billed.
+
+    ``input_tokens`` counts every prompt token; ``cached_input_tokens`` (read from the
+    prompt cache) and ``cache_write_input_tokens`` (written to it) are parts of it.
+    ``cost_micros`` is the sum of each call's exact cost in integer micro-dollars.
+    """
+
     requests: int = 0
     input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_micros: int = 0
     refused: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     refused_by_limit: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, usage: Usage, cost_micros: int, requests: int = 1) -> None:
+        self.requests += requests
+        self.input_tokens += usage.input_tokens
+        self.cached_input_tokens += usage.cached_input_tokens
+        self.cache_write_input_tokens += usage.cache_write_input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cost_micros += cost_micros
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_input_tokens": self.cache_write_input_tokens,
             "output_tokens": self.output_tokens,
-            "cost_usd": round(self.cost_usd, 8),
+            "cost_micros": self.cost_micros,
+            "cost_usd": self.cost_micros / 1_000_000,
             "refused": dict(self.refused),
             "refused_by_limit": dict(self.refused_by_limit),
         }
 
 
 class Ledger:
-    """What was served and refused, per API key and model.
+    """What was served, billed and refused, per API key and model.
 
-    ``refused`` counts refusals by status (``"429"``, ``"400"``…) and injected fault
-    (``"fault:500"``); ``refused_by_limit`` says which limit gave each 429
-    (``"429:requests"``, ``"429:tokens"``, ``"429:input_tokens"``, ``"429:output_tokens"``,
-    ``"429:requests_per_day"``).
+    Each served call is billed once, when it ends, at the model's
+    :class:`~llmrelay.catalog.Price` (``Price.micros``: every kind of token at its rate,
+    rounded up to a whole micro-dollar per call). ``refused`` counts refusals by status
+    (``"429"``, ``"400"``…) and injected fault (``"fault:500"``); ``refused_by_limit`` says
+    which limit gave each 429 (``"429:requests"``, ``"429:tokens"``,
+    ``"429:input_tokens"``, ``"429:output_tokens"``, ``"429:requests_per_day"``).
     """
 
     def __init__(self) -> None:
@@ -390,14 +417,9 @@ class Ledger:
             entry = self._entries[(key, model)] = LedgerEntry()
         return entry
 
-    def served(
-        self, key: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
-    ) -> None:
-        entry = self._entry(key, model)
-        entry.requests += 1
-        entry.input_tokens += input_tokens
-        entry.output_tokens += output_tokens
-        entry.cost_usd += cost_usd
+    def served(self, key: str, model: str, usage: Usage, cost_micros: int) -> None:
+        """Bill one served call: its usage and its cost in micro-dollars."""
+        self._entry(key, model).add(usage, cost_micros)
 
     def refused(self, key: str, model: str, reason: str) -> None:
         self._entry(key, model).refused[reason] += 1
@@ -414,10 +436,13 @@ class Ledger:
         totals = LedgerEntry()
         for (key, model), entry in sorted(self._entries.items()):
             keys.setdefault(key, {})[model] = entry.as_dict()
-            totals.requests += entry.requests
-            totals.input_tokens += entry.input_tokens
-            totals.output_tokens += entry.output_tokens
-            totals.cost_usd += entry.cost_usd
+            usage = Usage(
+                input_tokens=entry.input_tokens,
+                cached_input_tokens=entry.cached_input_tokens,
+                cache_write_input_tokens=entry.cache_write_input_tokens,
+                output_tokens=entry.output_tokens,
+            )
+            totals.add(usage, entry.cost_micros, entry.requests)
             for reason, count in entry.refused.items():
                 totals.refused[reason] += count
             for reason, count in entry.refused_by_limit.items():

@@ -1,15 +1,27 @@
-"""Anthropic Messages (``POST /v1/messages``) as api.anthropic.com serves it."""
+"""Anthropic Messages (``POST /v1/messages``) as api.anthropic.com serves it.
+
+Prompt caching: ``cache_control`` on tools, system blocks and message content blocks
+(and the top-level ``cache_control`` of automatic caching, on the last block) marks the
+breakpoints of :mod:`llmrelay.simulator.caching`; more than 4 is Anthropic's 400. The
+prompt is split into blocks in Anthropic's cache order: tools, system, messages.
+
+``ttl: "1h"`` is refused with a 400: a 1-hour write costs 2x input where a 5-minute one
+costs 1.25x, and llmrelay's usage carries a single count of written tokens, so no single
+price could bill both exactly. Only the default 5-minute TTL (``"5m"``) is served.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
 
+from llmrelay.simulator.caching import MAX_BREAKPOINTS
 from llmrelay.simulator.config import Api, ModelSpec
-from llmrelay.simulator.engine import Reply, SimMessage, SimRequest, SimTool
+from llmrelay.simulator.engine import Reply, Segment, SimMessage, SimRequest, SimTool
 from llmrelay.simulator.state import Gauge, Refusal, Window
 from llmrelay.simulator.wire.base import (
     BadInput,
@@ -99,6 +111,79 @@ def _message(index: int, raw: Any, names: dict[str, str]) -> list[SimMessage]:
     return out
 
 
+def _breakpoint(block: Any, where: str) -> bool:
+    """Whether ``block`` carries ``cache_control``; a 400 for a kind or TTL not served."""
+    if not isinstance(block, dict) or block.get("cache_control") is None:
+        return False
+    control = block["cache_control"]
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        raise BadInput(f"{where}.cache_control.type: Input should be 'ephemeral'")
+    ttl = control.get("ttl", "5m")
+    if ttl == "1h":
+        raise BadInput(
+            f"{where}.cache_control.ttl: the simulator serves only the 5-minute TTL ('5m'); "
+            "'1h' writes are billed at another price than 5-minute ones and llmrelay's usage "
+            "cannot tell them apart"
+        )
+    if ttl != "5m":
+        raise BadInput(f"{where}.cache_control.ttl: Input should be '5m' or '1h'")
+    return True
+
+
+def _ident(block: dict[str, Any]) -> str:
+    """What a cache compares of a block: all of it but its ``cache_control``."""
+    return _json.encode({k: v for k, v in block.items() if k != "cache_control"}).decode()
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text", ""))
+    if kind == "tool_use":
+        return str(block.get("name", "")) + _json.encode(block.get("input", {})).decode()
+    if kind == "tool_result":
+        return text_of(block.get("content"))
+    return ""
+
+
+def _segments(body: dict[str, Any]) -> list[Segment]:
+    """The prompt block by block in Anthropic's cache order, with its breakpoints."""
+    out: list[Segment] = []
+    for i, tool in enumerate(body.get("tools") or []):
+        marked = _breakpoint(tool, f"tools.{i}")
+        out.append(Segment(_ident(tool), breakpoint=marked))
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        out.append(Segment(system, role="system"))
+    elif isinstance(system, list):
+        for i, block in enumerate(system):
+            marked = _breakpoint(block, f"system.{i}")
+            out.append(Segment(text_of([block]), role="system", breakpoint=marked))
+    for i, message in enumerate(body["messages"]):
+        role, content = message.get("role", ""), message.get("content")
+        if isinstance(content, str):
+            out.append(Segment(content, role=role, framing=3))
+            continue
+        for j, block in enumerate(content):
+            marked = _breakpoint(block, f"messages.{i}.content.{j}")
+            text = _block_text(block)
+            ident = None if block.get("type") == "text" else _ident(block)
+            first = j == 0
+            out.append(
+                Segment(text, role=role, framing=3 if first else 0, breakpoint=marked, ident=ident)
+            )
+    marks = sum(s.breakpoint for s in out)
+    if _breakpoint(body, "cache_control") and out:  # automatic caching: the last block
+        marks += 1
+        out[-1] = dataclasses.replace(out[-1], breakpoint=True)
+    if marks > MAX_BREAKPOINTS:
+        raise BadInput(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {marks}."
+        )
+    return out
+
+
 class AnthropicWire:
     api: ClassVar[Api] = "anthropic"
     serves: ClassVar[frozenset[Api]] = frozenset({"anthropic"})
@@ -143,6 +228,7 @@ class AnthropicWire:
             json_schema=fmt.get("schema") if fmt.get("type") == "json_schema" else None,
             stop=list(body.get("stop_sequences") or []),
             extra_text=extra,
+            segments=_segments(body),
         )
 
     def error(self, kind: ErrorKind, ctx: ErrorContext) -> HttpError:
@@ -205,11 +291,18 @@ class AnthropicWire:
 
     @staticmethod
     def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+        """Anthropic's usage: ``input_tokens`` are the prompt tokens neither read from nor
+        written to the cache; the three add up to the whole prompt."""
         return {
-            "input_tokens": reply.input_tokens,
+            "input_tokens": reply.uncached_tokens,
+            "cache_creation_input_tokens": reply.cache_write_tokens,
+            "cache_read_input_tokens": reply.cached_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": reply.cache_write_tokens,
+                "ephemeral_1h_input_tokens": 0,
+            },
             "output_tokens": output_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "service_tier": "standard",
         }
 
     @staticmethod
@@ -340,7 +433,12 @@ class _AnthropicStream:
                     "stop_reason": _STOP_REASONS[self._reply.finish_reason],
                     "stop_sequence": None,
                 },
-                "usage": {"output_tokens": self._reply.output_tokens},
+                "usage": {
+                    "input_tokens": self._reply.uncached_tokens,
+                    "cache_creation_input_tokens": self._reply.cache_write_tokens,
+                    "cache_read_input_tokens": self._reply.cached_tokens,
+                    "output_tokens": self._reply.output_tokens,
+                },
             },
         )
         return out + _event("message_stop", {"type": "message_stop"})

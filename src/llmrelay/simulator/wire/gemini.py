@@ -1,4 +1,8 @@
-"""Gemini ``generateContent`` / ``streamGenerateContent?alt=sse`` as the Gemini API serves it."""
+"""Gemini ``generateContent`` / ``streamGenerateContent?alt=sse`` as the Gemini API serves it.
+
+Gemini 2.5+ models cache repeated prompt prefixes implicitly (see
+:mod:`llmrelay.simulator.caching`); a hit is reported as ``cachedContentTokenCount``.
+"""
 
 from __future__ import annotations
 
@@ -213,12 +217,18 @@ class GeminiWire:
 
     @staticmethod
     def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
-        return {
+        """``promptTokenCount`` counts the whole prompt, cached part included; the cached
+        part is reported only when there is one, as the Gemini API does."""
+        usage: dict[str, Any] = {
             "promptTokenCount": reply.input_tokens,
             "candidatesTokenCount": output_tokens,
             "totalTokenCount": reply.input_tokens + output_tokens,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.input_tokens}],
         }
+        if reply.cached_tokens:
+            usage["cachedContentTokenCount"] = reply.cached_tokens
+            usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.cached_tokens}]
+        return usage
 
     @staticmethod
     def _chunk(
