@@ -19,10 +19,20 @@ from google import genai
 from google.genai import types as genai_types
 
 from llmrelay.errors import ConfigError
+from llmrelay.providers import Deployment, HttpClient, default_registry
 from llmrelay.simulator import Simulator
 from llmrelay.simulator.caching import PromptCache
 from llmrelay.simulator.config import ModelSpec, validate_config
 from llmrelay.simulator.engine import Engine, SimMessage, SimRequest
+from llmrelay.testing import SimulatorHandle
+from llmrelay.types import (
+    CacheControl,
+    ChatRequest,
+    Message,
+    StreamAccumulator,
+    TextPart,
+    Usage,
+)
 
 KEY = "sk-cache"
 MODELS: list[dict[str, Any]] = [
@@ -469,3 +479,49 @@ def test_caching_and_price_fields_are_validated(fields: dict[str, Any], message:
     model = {"name": "m", "context_window": 1000, "max_output_tokens": 100, **fields}
     with pytest.raises(ConfigError, match=message):
         validate_config({"models": [model]}, source="test.yaml")
+
+
+# --- the router's adapters against the ledger --------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["send", "stream"])
+@pytest.mark.parametrize(
+    ("provider", "model", "path"),
+    [
+        ("openai", "sim-openai", "/v1"),
+        ("anthropic", "sim-anthropic", ""),
+        ("gemini", "gemini-2.5-flash", ""),
+    ],
+)
+async def test_adapters_usage_priced_by_the_catalog_rule_equals_the_ledger(
+    simulator: SimulatorHandle, provider: str, model: str, path: str, stream: bool
+) -> None:
+    """llmrelay's own adapters read the cached usage the simulator served, and pricing it
+    with catalog.Price gives the ledger's cost to the micro-dollar, call by call."""
+    simulator.configure({"models": MODELS})
+    spec = ModelSpec.model_validate(next(m for m in MODELS if m["name"] == model))
+    long = TextPart(text=words(3000), cache_control=CacheControl())
+    request = ChatRequest(
+        messages=[Message(role="system", content=[long]), Message(role="user", content="q1")]
+    )
+    deployment = Deployment(
+        provider=provider, model=model, api_key="sk-adapter", base_url=simulator.url + path
+    )
+    async with HttpClient() as http:
+        adapter = default_registry().create(deployment, http)
+        usages: list[Usage] = []
+        for _ in range(2):
+            if stream:
+                acc = StreamAccumulator()
+                async for event in adapter.stream(request):
+                    acc.add(event)
+                usages.append(acc.response().usage)
+            else:
+                usages.append((await adapter.send(request)).usage)
+    assert usages[1].cached_input_tokens > 0
+    entry = simulator.usage("sk-adapter", model)
+    assert entry["input_tokens"] == sum(u.input_tokens for u in usages)
+    assert entry["cached_input_tokens"] == sum(u.cached_input_tokens for u in usages)
+    assert entry["cache_write_input_tokens"] == sum(u.cache_write_input_tokens for u in usages)
+    assert entry["output_tokens"] == sum(u.output_tokens for u in usages)
+    assert entry["cost_micros"] == sum(spec.price().micros(u) for u in usages)
