@@ -159,7 +159,9 @@ def test_periods_follow_the_configured_time_zone() -> None:
     day, resets = calendar.period("day", now)
     assert day == "2026-11-22"
     assert resets.isoformat() == "2026-11-23T00:00:00-08:00"
-    month, resets = calendar.period("month", dt.datetime(2026, 12, 31, 9, tzinfo=dt.UTC).timestamp())
+    month, resets = calendar.period(
+        "month", dt.datetime(2026, 12, 31, 9, tzinfo=dt.UTC).timestamp()
+    )
     assert month == "2026-12" and resets.isoformat() == "2027-01-01T00:00:00-08:00"
 
 

@@ -271,7 +271,8 @@ def test_an_unknown_parameter_lists_the_accepted_ones() -> None:
         to_request("hi", {"foo": 1})
     assert str(caught.value) == (
         "unknown request parameter 'foo' (accepted: system, max_tokens, temperature, top_p, "
-        "stop, tools, tool_choice, response_format, user, metadata, max_completion_tokens, "
+        "stop, tools, tool_choice, response_format, user, metadata, key, tags, "
+        "max_completion_tokens, "
         "messages)"
     )
 

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from llmrelay.budget import COUNTERS, Budgets
+from llmrelay.cache.exact import ExactCache
+from llmrelay.cache.responses import ResponseCache
+from llmrelay.cache.stores import StoreSettings, open_store
 from llmrelay.catalog import Catalog
 from llmrelay.client import SmartLLM, Stats
 from llmrelay.config import DeploymentSettings, RelaySettings, parse_settings
+from llmrelay.cost import LEDGERS, Ledger, Spending
 from llmrelay.errors import ConfigError, UnknownProvider
 from llmrelay.events import Event, EventBus, EventKind
 from llmrelay.limits import LimitBackend, Limiter, Limits
@@ -155,6 +161,46 @@ class LLMBuilder:
         self._data["redis_url"] = url
         return self
 
+    def with_budget(
+        self,
+        usd: float,
+        period: str = "day",
+        *,
+        scope: str = "global",
+        value: str | None = None,
+        name: str = "",
+        **budget: Any,
+    ) -> LLMBuilder:
+        """Spend at most ``usd`` per ``period`` (``day``/``month``) for ``scope``
+        (``global``, ``key``, ``user``, ``tag``; ``value``: one of them, else each).
+        Call again for more budgets; ``budget`` sets the section's other keys
+        (``timezone``, ``downgrade_at``, ``thresholds``, ``store``, ``path``, ``redis_url``)."""
+        section = self._section("budget")
+        limit = {"usd": usd, "period": period, "scope": scope, "value": value, "name": name}
+        section.setdefault("limits", []).append(limit)
+        section.update(budget)
+        return self
+
+    def with_ledger(self, ledger: str = "sqlite", **spend: Any) -> LLMBuilder:
+        """Record every call in the spend ledger (``sqlite`` with ``path=``, or
+        ``postgres`` with ``database_url=``)."""
+        self._section("spend").update({"ledger": ledger, **spend})
+        return self
+
+    def with_cache(self, backend: str = "memory", **exact: Any) -> LLMBuilder:
+        """The exact response cache: ``memory``, ``sqlite`` or ``redis``; ``exact``:
+        ``ttl_s``, ``max_bytes``, ``path``, ``redis_url``."""
+        cache = self._section("cache")
+        cache.setdefault("exact", {}).update({"backend": backend, **exact})
+        return self
+
+    def with_semantic_cache(self, backend: str = "sqlite", **semantic: Any) -> LLMBuilder:
+        """The semantic cache (extra ``semantic``): ``sqlite`` or ``redis``; ``semantic``:
+        ``threshold``, ``ttl_s``, ``path``, ``redis_url``."""
+        cache = self._section("cache")
+        cache.setdefault("semantic", {}).update({"backend": backend, **semantic})
+        return self
+
     def with_catalog(self, entries: dict[str, dict[str, Any]]) -> LLMBuilder:
         """Override or add catalog entries (``{"provider/model": {...}}``)."""
         self._section("catalog").update(entries)
@@ -222,17 +268,61 @@ class _Assembly:
                 for name, g in self.settings.models.items()
             }
             routing = self.settings.routing
+            spending = self._spending()
             router = Router(
                 groups,
                 policy=fallback_policy(routing.policy),
                 config=routing.runtime(),
                 events=self.events,
+                meter=spending,
             )
         except ValueError as exc:
             raise ConfigError(f"{self.source}: {exc}") from None
         default = "default" if "default" in groups else next(iter(groups))
         return {"router": router, "stats": self.stats, "scheduler": self.scheduler,
-                "client": self.client, "default_group": default}  # fmt: skip
+                "client": self.client, "default_group": default, "spending": spending,
+                "cache": self._cache()}  # fmt: skip
+
+    def _spending(self) -> Spending | None:
+        """Budgets and the ledger, when configured (else the router prices calls alone)."""
+        budget, spend = self.settings.budget, self.settings.spend
+        budgets = None
+        if budget is not None and budget.limits:
+            redis_url = budget.redis_url or self.settings.redis_url
+            if budget.store == "redis" and redis_url is None:
+                raise ConfigError(f"{self.source}: budget.store: redis needs budget.redis_url "
+                                  "or redis_url")  # fmt: skip
+            counters = COUNTERS[budget.store](path=budget.path, redis_url=redis_url)
+            budgets = Budgets([limit.runtime() for limit in budget.limits], counters,
+                              policy=budget.policy(), events=self.events)  # fmt: skip
+        ledger = None
+        if spend.ledger != "none":
+            database_url = spend.database_url or os.environ.get("DATABASE_URL")
+            if spend.ledger == "postgres" and not database_url:
+                raise ConfigError(f"{self.source}: spend.database_url: required for "
+                                  "ledger: postgres (or set DATABASE_URL)")  # fmt: skip
+            store = LEDGERS[spend.ledger](path=spend.path, database_url=database_url)
+            ledger = Ledger(store, flush_s=spend.flush_s)
+        if budgets is None and ledger is None:
+            return None
+        return Spending(budgets, ledger)
+
+    def _cache(self) -> ResponseCache | None:
+        """The response caches, when configured."""
+        settings = self.settings.cache
+        exact = None
+        if settings.exact.backend != "none":
+            spec = settings.exact
+            where = StoreSettings(max_bytes=spec.max_bytes, path=Path(spec.path),
+                                  redis_url=spec.redis_url or self.settings.redis_url)  # fmt: skip
+            exact = ExactCache(open_store(spec.backend, where), ttl_s=spec.ttl_s)
+        semantic = self._semantic_cache()
+        if exact is None and semantic is None:
+            return None
+        return ResponseCache(exact, semantic, any_temperature=settings.any_temperature)
+
+    def _semantic_cache(self) -> Any:
+        return None
 
     def _candidates(self, specs: list[DeploymentSettings], where: str) -> list[Candidate]:
         return [self._candidate(spec, f"{where}.{i}") for i, spec in enumerate(specs)]

@@ -15,15 +15,23 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from llmrelay.cache.responses import Hit, ResponseCache
 from llmrelay.config import RelaySettings, load_settings
-from llmrelay.errors import LLMRelayError
+from llmrelay.cost import Spending
+from llmrelay.errors import BadRequest, LLMRelayError
 from llmrelay.events import Event, EventKind
 from llmrelay.inputs import Prompt, to_request
 from llmrelay.providers import HttpClient
 from llmrelay.providers.registry import ProviderFactory
-from llmrelay.router import Router
+from llmrelay.router import Router, new_request_id
 from llmrelay.scheduling import Scheduler
-from llmrelay.types import RoutedResponse, StreamEvent
+from llmrelay.types import (
+    ChatRequest,
+    ChatResponse,
+    RoutedResponse,
+    StreamAccumulator,
+    StreamEvent,
+)
 
 T = TypeVar("T")
 
@@ -46,6 +54,10 @@ class Stats:
         self.exhausted = 0
         self.failed: dict[str, int] = {}
         self.cost_micros = 0
+        self.cache_hits: dict[str, int] = {}
+        self.saved_micros = 0
+        self.downgraded = 0
+        self.budget_refusals = 0
         self.deployments: dict[str, dict[str, Any]] = {}
 
     def _deployment(self, name: str) -> dict[str, Any]:
@@ -91,6 +103,13 @@ class Stats:
                 self.context_fallbacks += 1
         elif kind is EventKind.LIMIT_LEARNED:
             self._deployment(event.deployment)["windows_learned"] += 1
+        elif kind is EventKind.CACHE_HIT:
+            self.cache_hits[event.message] = self.cache_hits.get(event.message, 0) + 1
+            self.saved_micros += event.cost_micros
+        elif kind is EventKind.DOWNGRADED:
+            self.downgraded += 1
+        elif kind is EventKind.BUDGET_REFUSED:
+            self.budget_refusals += 1
 
     def snapshot(self) -> dict[str, Any]:
         deployments = {}
@@ -112,6 +131,10 @@ class Stats:
             "failed": dict(self.failed),
             "cost_micros": self.cost_micros,
             "cost_usd": self.cost_micros / 1_000_000,
+            "cache_hits": dict(self.cache_hits),
+            "saved_usd": self.saved_micros / 1_000_000,
+            "downgraded": self.downgraded,
+            "budget_refusals": self.budget_refusals,
             "deployments": deployments,
         }
 
@@ -185,6 +208,19 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _streamed(events: list[StreamEvent], answered: RoutedResponse) -> ChatResponse:
+    """The complete answer a stream delivered (tool calls included), with who answered
+    and what it cost."""
+    folded = StreamAccumulator()
+    for event in events:
+        folded.add(event)
+    response = folded.response()
+    response.deployment, response.group = answered.deployment, answered.group
+    response.cost_micros, response.request_id = answered.cost_micros, answered.request_id
+    response.provider = answered.provider
+    return response
+
+
 async def _next(stream: AsyncIterator[T]) -> T:
     return await stream.__anext__()
 
@@ -196,10 +232,19 @@ class _Owned:
     its loop ends can hold these without keeping the ``SmartLLM`` alive.
     """
 
-    def __init__(self, router: Router, scheduler: Scheduler, client: HttpClient) -> None:
+    def __init__(
+        self,
+        router: Router,
+        scheduler: Scheduler,
+        client: HttpClient,
+        spending: Spending | None,
+        cache: ResponseCache | None,
+    ) -> None:
         self.router = router
         self.scheduler = scheduler
         self.client = client
+        self.spending = spending
+        self.cache = cache
         self.sync = _LoopThread()
         self.loop: asyncio.AbstractEventLoop | None = None
         """The loop of the first async call: every connection and queue lives there."""
@@ -232,6 +277,8 @@ class _Owned:
             self.scheduler.aclose,
             self.scheduler.limiter.aclose,  # the Redis pool, when limits are shared
             self.client.aclose,
+            *((self.spending.aclose,) if self.spending else ()),  # the ledger's last rows
+            *((self.cache.aclose,) if self.cache else ()),
         ):
             try:
                 await close()
@@ -312,13 +359,19 @@ class SmartLLM:
         scheduler: Scheduler,
         client: HttpClient,
         default_group: str = "default",
+        spending: Spending | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.router = router
         self.stats = stats
         self.scheduler = scheduler
         self.http_client = client
         self.default_group = default_group
-        self._owned = _Owned(router, scheduler, client)
+        self.spending = spending
+        """Budgets and the spend ledger, when configured."""
+        self.cache = cache
+        """The response cache, when configured."""
+        self._owned = _Owned(router, scheduler, client, spending, cache)
         self._finalizer = weakref.finalize(self, self._owned.finalize)
 
     # -- construction -------------------------------------------------------------------
@@ -384,15 +437,33 @@ class SmartLLM:
         )
 
     async def ainvoke(
-        self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
+        self,
+        prompt: Prompt | None = None,
+        *,
+        model: str | None = None,
+        cache: bool | None = None,
+        cache_ttl: float | None = None,
+        **params: Any,
     ) -> RoutedResponse:
         """Answer ``prompt`` from model group ``model`` (default: ``default``).
 
         ``prompt``: a string, messages (ours or OpenAI's dicts) or a request; ``params``:
-        request fields as OpenAI takes them (see :mod:`llmrelay.inputs`).
+        request fields as OpenAI takes them (see :mod:`llmrelay.inputs`), plus ``key``
+        and ``tags`` for budgets and the ledger. ``cache``: force the response cache on
+        or off for this call; ``cache_ttl``: seconds this answer is kept.
         """
         self._enter()
-        return await self.router.send(to_request(prompt, params), model or self.default_group)
+        request, group = to_request(prompt, params), model or self.default_group
+        store = self._cache_for(request, cache, cache_ttl)
+        if store is None:
+            return await self.router.send(request, group)
+        request_id = new_request_id()
+        hit = await store.lookup(request, group)
+        if hit is not None:
+            return self._served(hit, request, group, request_id)
+        response = await self.router.send(request, group, request_id=request_id)
+        await store.store(request, group, response, ttl_s=cache_ttl)
+        return response
 
     def invoke(
         self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
@@ -402,13 +473,64 @@ class SmartLLM:
         return self._owned.sync.run(self.ainvoke(prompt, model=model, **params))
 
     async def astream(
-        self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
+        self,
+        prompt: Prompt | None = None,
+        *,
+        model: str | None = None,
+        cache: bool | None = None,
+        cache_ttl: float | None = None,
+        **params: Any,
     ) -> AsyncIterator[StreamEvent]:
-        """Stream the answer: a start, text and tool-call pieces, an end with usage."""
+        """Stream the answer: a start, text and tool-call pieces, an end with usage.
+
+        A cached answer is replayed as the stream it was first delivered as."""
         self._enter()
-        request = to_request(prompt, params)
-        async for event in self.router.stream(request, model or self.default_group):
+        request, group = to_request(prompt, params), model or self.default_group
+        store = self._cache_for(request, cache, cache_ttl)
+        if store is None:
+            async for event in self.router.stream(request, group):
+                yield event
+            return
+        request_id = new_request_id()
+        hit = await store.lookup(request, group)
+        if hit is not None:
+            self._served(hit, request, group, request_id)
+            for event in hit.events():
+                yield event
+            return
+        delivered: list[StreamEvent] = []
+        answered: list[RoutedResponse] = []
+        async for event in self.router.stream(
+            request, group, request_id=request_id, on_answer=answered.append
+        ):
+            delivered.append(event)
             yield event
+        if answered:
+            await store.store(request, group, _streamed(delivered, answered[0]), delivered,
+                              cache_ttl)  # fmt: skip
+
+    def _cache_for(
+        self, request: ChatRequest, opt_in: bool | None, ttl_s: float | None
+    ) -> ResponseCache | None:
+        """The response cache when this call goes through it."""
+        if ttl_s is not None and (isinstance(ttl_s, bool) or not ttl_s > 0):
+            raise BadRequest(f"cache_ttl: expected a number of seconds > 0, got {ttl_s!r}")
+        if opt_in is not None and not isinstance(opt_in, bool):
+            raise BadRequest(f"cache: expected true or false, got {opt_in!r}")
+        store = self.cache
+        return store if store is not None and store.wants(request, opt_in) else None
+
+    def _served(self, hit: Hit, request: ChatRequest, group: str, request_id: str) -> ChatResponse:
+        """Account for an answer from the cache: an event, and a ledger row costing 0."""
+        response = hit.response(request_id)
+        saved = response.saved_micros
+        self.router.events.emit(Event(kind=EventKind.CACHE_HIT, group=group,
+                                      deployment=response.deployment, message=hit.kind,
+                                      cost_micros=saved, request_id=request_id))  # fmt: skip
+        if self.spending is not None:
+            self.spending.cache_hit(request, request_id, group, response.deployment, hit.kind,
+                                    saved)  # fmt: skip
+        return response
 
     def stream(
         self, prompt: Prompt | None = None, *, model: str | None = None, **params: Any
@@ -440,12 +562,25 @@ class SmartLLM:
     # -- state ----------------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
-        """Request, primary, fallback and failure counts, cost, per-deployment figures."""
+        """Request, primary, fallback and failure counts, cost, cache hits and savings,
+        per-deployment figures, and each budget's spend as last seen by this process
+        (:meth:`aget_stats` reads shared counters afresh)."""
         stats = self.stats.snapshot()
         for candidate in self.router.candidates():
             entry = stats["deployments"].setdefault(candidate.id, {})
             entry["breaker"] = candidate.breaker.state.value
             entry["in_flight"] = candidate.in_flight
+        budgets = self.spending.budgets if self.spending else None
+        stats["budgets"] = budgets.last_seen() if budgets else []
+        stats["cache"] = self.cache.stats() if self.cache else None
+        return stats
+
+    async def aget_stats(self) -> dict[str, Any]:
+        """:meth:`get_stats`, with every budget read from its counters (Redis, SQLite)."""
+        stats = self.get_stats()
+        budgets = self.spending.budgets if self.spending else None
+        if budgets is not None:
+            stats["budgets"] = await budgets.snapshot()
         return stats
 
     def breaker_states(self) -> dict[str, str]:

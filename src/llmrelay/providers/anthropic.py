@@ -36,6 +36,7 @@ from llmrelay.providers.wire import (
     to_int,
 )
 from llmrelay.types import (
+    CacheControl,
     ChatRequest,
     ChatResponse,
     FinishReason,
@@ -119,8 +120,12 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
 def _text_block(part: TextPart) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "text", "text": part.text}
     if part.cache_control is not None:
-        block["cache_control"] = msgspec.to_builtins(part.cache_control)
+        block["cache_control"] = _cache_control(part.cache_control)
     return block
+
+
+def _cache_control(marker: CacheControl) -> dict[str, str]:
+    return {"type": marker.type, "ttl": marker.ttl} if marker.ttl else {"type": marker.type}
 
 
 def _system(request: ChatRequest) -> str | list[dict[str, Any]] | None:
@@ -145,7 +150,7 @@ def _tool(tool: ToolSpec) -> dict[str, Any]:
         "input_schema": tool.parameters,
     }
     if tool.cache_control is not None:
-        spec["cache_control"] = msgspec.to_builtins(tool.cache_control)
+        spec["cache_control"] = _cache_control(tool.cache_control)
     return spec
 
 

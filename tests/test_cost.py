@@ -1,0 +1,132 @@
+"""Cost truth: what llmrelay records equals what the providers bill, to the micro-dollar.
+
+The simulator serves three models under their real names, priced as the catalog prices
+them, caching prompts as each provider does, and bills every call in its own ledger. A
+mixed workload — plain and streamed calls, tool calls, OpenAI's automatic prefix caching,
+Anthropic's cache writes and reads, a Gemini prompt past its long-context threshold —
+must leave llmrelay's spend ledger equal to the simulator's, per deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from llmrelay import LLMBuilder
+from llmrelay.catalog import Catalog
+from llmrelay.testing import SimulatorHandle
+from llmrelay.types import StreamEnd
+
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-sonnet-4-5",
+    "gemini": "gemini-2.5-pro",
+}
+KEYS = {"openai": "sk-cost-o", "anthropic": "sk-cost-a", "gemini": "sk-cost-g"}
+
+
+def sim_model(provider: str) -> dict[str, Any]:
+    """The simulator's model, priced exactly as the catalog prices it."""
+    info = Catalog.default().require(provider, MODELS[provider])
+    assert info.price is not None
+    price = info.price
+    spec: dict[str, Any] = {
+        "name": MODELS[provider],
+        "api": provider,
+        "context_window": info.context_window,
+        "max_output_tokens": info.max_output_tokens,
+        "input_price_per_mtok": price.input,
+        "output_price_per_mtok": price.output,
+        "cached_input_price_per_mtok": price.cached_input,
+        "scripts": [
+            {
+                "pattern": "weather in (\\w+)",
+                "tool_call": "get_weather",
+                "arguments": {"city": "Paris"},
+            }
+        ],  # fmt: skip
+    }
+    if price.cache_write is not None:
+        spec["cache_write_price_per_mtok"] = price.cache_write
+    if price.long_context is not None:
+        tier = price.long_context
+        spec["long_context"] = {
+            "above": tier.above,
+            "input_price_per_mtok": tier.input,
+            "output_price_per_mtok": tier.output,
+            "cached_input_price_per_mtok": tier.cached_input,
+        }
+    return spec
+
+
+def words(n: int, seed: str) -> str:
+    return " ".join(f"{seed}{i % 97}" for i in range(n))
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+async def test_the_ledger_matches_the_providers_bill_to_the_micro_dollar(
+    simulator: SimulatorHandle,
+) -> None:
+    simulator.configure({"models": [sim_model(p) for p in MODELS]})
+    builder = LLMBuilder().with_ledger("sqlite", path=":memory:")
+    for provider, model in MODELS.items():
+        base = simulator.url + ("/v1" if provider == "openai" else "")
+        builder.with_primary(provider, model, group=provider, base_url=base,
+                             api_key=KEYS[provider])  # fmt: skip
+    llm = builder.build()
+    try:
+        shared_prefix = words(1500, "ctx")  # ≥ 1,024 tokens: OpenAI caches it on its own
+        for i in range(3):
+            await llm.ainvoke([{"role": "system", "content": shared_prefix},
+                               {"role": "user", "content": f"question {i}"}],
+                              model="openai", max_tokens=50)  # fmt: skip
+        events = [e async for e in llm.astream("stream me a line", model="openai")]
+        assert isinstance(events[-1], StreamEnd) and events[-1].usage is not None
+        called = await llm.ainvoke("what is the weather in Paris", model="openai",
+                                   tools=[WEATHER_TOOL])  # fmt: skip
+        assert called.tool_calls
+
+        marked = [{"type": "text", "text": words(2500, "doc"),
+                   "cache_control": {"type": "ephemeral"}}]  # fmt: skip
+        anthropic_answers = []
+        for i in range(3):  # the first writes the cache, the next two read it
+            anthropic_answers.append(await llm.ainvoke(
+                [{"role": "system", "content": marked}, {"role": "user", "content": f"q{i}"}],
+                model="anthropic", max_tokens=40))  # fmt: skip
+        usage = [a.usage for a in anthropic_answers]
+        assert usage[0].cache_write_input_tokens > 0 and usage[0].cached_input_tokens == 0
+        assert usage[1].cached_input_tokens == usage[0].cache_write_input_tokens
+        streamed = [e async for e in llm.astream(
+            [{"role": "system", "content": marked}, {"role": "user", "content": "s"}],
+            model="anthropic", max_tokens=40)]  # fmt: skip
+        end = streamed[-1]
+        assert isinstance(end, StreamEnd) and end.usage and end.usage.cached_input_tokens > 0
+
+        long_prompt = words(210_000, "w")  # past Gemini 2.5 Pro's 200k-token tier
+        long_answer = await llm.ainvoke(long_prompt, model="gemini", max_tokens=20)
+        assert long_answer.usage.input_tokens > 200_000
+        await asyncio.gather(*(llm.ainvoke(f"short {i}", model="gemini") for i in range(3)))
+
+        assert llm.spending is not None and llm.spending.ledger is not None
+        recorded = await llm.spending.ledger.totals("deployment")
+        billed = simulator.ledger()["keys"]
+        for provider, model in MODELS.items():
+            ours = recorded[f"{provider}/{model}"]
+            theirs = billed[KEYS[provider]][model]
+            assert ours["cost_micros"] == theirs["cost_micros"], provider
+            assert ours["calls"] == theirs["requests"], provider
+            assert ours["input_tokens"] == theirs["input_tokens"], provider
+            assert ours["output_tokens"] == theirs["output_tokens"], provider
+        assert recorded["openai/gpt-4o-mini"]["cached_input_tokens"] > 0
+        assert recorded["anthropic/claude-sonnet-4-5"]["cache_write_input_tokens"] > 0
+    finally:
+        await llm.aclose()
