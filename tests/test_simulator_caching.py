@@ -320,6 +320,28 @@ async def test_anthropic_stream_reports_cache_usage(sim: Sim) -> None:
     assert final.usage.input_tokens == 8
 
 
+async def test_anthropic_top_level_cache_control_marks_the_last_block(sim: Sim) -> None:
+    """Automatic caching: a top-level cache_control is a breakpoint on the last block, so
+    a conversation that grows reads what the previous turn wrote."""
+    turn = {"role": "user", "content": words(2000)}
+    body: dict[str, Any] = {
+        "model": "sim-anthropic",
+        "max_tokens": 10,
+        "cache_control": {"type": "ephemeral"},
+        "messages": [turn],
+    }
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    first = (await sim.http.post("http://sim/v1/messages", json=body, headers=headers)).json()
+    assert first["usage"]["cache_creation_input_tokens"] == 3 + 2000
+    grown = [turn, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "q2"}]
+    body["messages"] = grown
+    second = (await sim.http.post("http://sim/v1/messages", json=body, headers=headers)).json()
+    usage = second["usage"]
+    assert usage["cache_read_input_tokens"] == 3 + 2000
+    assert usage["cache_creation_input_tokens"] == (3 + 1) + (3 + 2)  # "ok", "q2" and framing
+    assert usage["input_tokens"] == 3
+
+
 async def test_anthropic_caching_can_be_turned_off() -> None:
     """prompt_caching: false ignores the breakpoints: everything is plain input."""
     sim = Sim(**{"sim-anthropic": {"prompt_caching": False}})

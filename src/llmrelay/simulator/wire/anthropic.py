@@ -115,18 +115,18 @@ def _breakpoint(block: Any, where: str) -> bool:
     """Whether ``block`` carries ``cache_control``; a 400 for a kind or TTL not served."""
     if not isinstance(block, dict) or block.get("cache_control") is None:
         return False
-    control = block["cache_control"]
+    control, at = block["cache_control"], f"{where}.cache_control" if where else "cache_control"
     if not isinstance(control, dict) or control.get("type") != "ephemeral":
-        raise BadInput(f"{where}.cache_control.type: Input should be 'ephemeral'")
+        raise BadInput(f"{at}.type: Input should be 'ephemeral'")
     ttl = control.get("ttl", "5m")
     if ttl == "1h":
         raise BadInput(
-            f"{where}.cache_control.ttl: the simulator serves only the 5-minute TTL ('5m'); "
-            "'1h' writes are billed at another price than 5-minute ones and llmrelay's usage "
-            "cannot tell them apart"
+            f"{at}.ttl: the simulator serves only the 5-minute TTL ('5m'); '1h' writes are "
+            "billed at another price than 5-minute ones and llmrelay's usage cannot tell "
+            "them apart"
         )
     if ttl != "5m":
-        raise BadInput(f"{where}.cache_control.ttl: Input should be '5m' or '1h'")
+        raise BadInput(f"{at}.ttl: Input should be '5m' or '1h'")
     return True
 
 
@@ -173,7 +173,7 @@ def _segments(body: dict[str, Any]) -> list[Segment]:
                 Segment(text, role=role, framing=3 if first else 0, breakpoint=marked, ident=ident)
             )
     marks = sum(s.breakpoint for s in out)
-    if _breakpoint(body, "cache_control") and out:  # automatic caching: the last block
+    if _breakpoint(body, "") and out:  # automatic caching: the last block
         marks += 1
         out[-1] = dataclasses.replace(out[-1], breakpoint=True)
     if marks > MAX_BREAKPOINTS:
