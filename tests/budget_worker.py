@@ -20,8 +20,9 @@ PRICED = {"context_window": 16000, "max_output_tokens": 4096}
 async def main(simulator_url: str, redis_url: str, prefix: str) -> None:
     llm = (
         LLMBuilder()
-        .with_catalog({"openai/sim-openai": {"price": {"input": 1000.0, "output": 1000.0},
-                                              **PRICED}})  # fmt: skip
+        .with_catalog(
+            {"openai/sim-openai": {"price": {"input": 1000.0, "output": 1000.0}, **PRICED}}
+        )
         .with_primary("openai", "sim-openai", base_url=simulator_url + "/v1", api_key="sk-shared")
         .with_budget(2.0, store="redis", redis_url=redis_url)
         .build()

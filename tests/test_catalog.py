@@ -125,6 +125,7 @@ def test_a_negative_price_names_the_field() -> None:
     with pytest.raises(ConfigError, match="cache_write"):
         Catalog.default().extend({"openai/gpt-4o": {"price": {"cache_write": -1}}})
 
+
 def test_extend_overrides_fields_and_adds_models() -> None:
     """Overrides replace single fields of known models and add new ones; the original is kept."""
     base = Catalog.default()

@@ -44,7 +44,7 @@ def sim_model(provider: str) -> dict[str, Any]:
                 "tool_call": "get_weather",
                 "arguments": {"city": "Paris"},
             }
-        ],  # fmt: skip
+        ],
     }
     if price.cache_write is not None:
         spec["cache_write_price_per_mtok"] = price.cache_write

@@ -290,9 +290,7 @@ class Router:
             self._emit(EventKind.BUDGET_REFUSED, route.group, candidate, error="BudgetExceeded")
             return False, None
 
-    async def _settle(
-        self, route: _Route, candidate: Candidate, hold: Any, usage: Usage
-    ) -> int:
+    async def _settle(self, route: _Route, candidate: Candidate, hold: Any, usage: Usage) -> int:
         """Price ``usage`` at ``candidate`` and record it against the hold; the cost."""
         cost = candidate.cost_micros(usage)
         if self.meter is not None:
