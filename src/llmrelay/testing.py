@@ -80,7 +80,10 @@ class SimulatorHandle:
         return entry or {
             "requests": 0,
             "input_tokens": 0,
+            "cached_input_tokens": 0,
+            "cache_write_input_tokens": 0,
             "output_tokens": 0,
+            "cost_micros": 0,
             "cost_usd": 0.0,
             "refused": {},
             "refused_by_limit": {},
