@@ -115,6 +115,37 @@ async def test_past_the_share_calls_go_to_the_cheaper_deployment(
     assert llm.get_stats()["downgraded"] >= 1
 
 
+async def test_past_the_share_calls_go_to_the_groups_downgrade_list(
+    simulator: SimulatorHandle, closing: list[SmartLLM]
+) -> None:
+    llm = (
+        builder(simulator, usd=0.2, downgrade_at=0.5)
+        .with_primary(
+            "anthropic", "sim-anthropic", group="economy", base_url=simulator.url, api_key="sk-b3"
+        )
+        .with_downgrade("economy")
+        .build()
+    )
+    closing.append(llm)
+    deployments = [
+        (await llm.ainvoke(f"question {i}", max_tokens=10)).deployment for i in range(12)
+    ]
+    switch = deployments.index("anthropic/sim-anthropic")
+    assert switch > 0 and set(deployments[switch:]) == {"anthropic/sim-anthropic"}
+
+
+def test_a_downgrade_to_an_unknown_group_names_the_key() -> None:
+    with pytest.raises(
+        ConfigError, match=r"models\.default\.downgrade\.0: .*no model group 'cheap'"
+    ):
+        (
+            LLMBuilder()
+            .with_primary("openai", "gpt-4o-mini", api_key="sk-x")
+            .with_downgrade("cheap")
+            .build()
+        )
+
+
 async def test_budgets_per_user_and_tag_count_apart(
     simulator: SimulatorHandle, closing: list[SmartLLM]
 ) -> None:

@@ -181,6 +181,12 @@ class LLMBuilder:
         section.update(budget)
         return self
 
+    def with_downgrade(self, *targets: str, group: str = "default") -> LLMBuilder:
+        """Once a budget is past its ``downgrade_at`` share, send ``group``'s requests to
+        the deployments of the ``targets`` groups first."""
+        self._group(group).setdefault("downgrade", []).extend(targets)
+        return self
+
     def with_ledger(self, ledger: str = "sqlite", **spend: Any) -> LLMBuilder:
         """Record every call in the spend ledger (``sqlite`` with ``path=``, or
         ``postgres`` with ``database_url=``)."""
@@ -267,6 +273,9 @@ class _Assembly:
                 )
                 for name, g in self.settings.models.items()
             }
+            for name, g in self.settings.models.items():
+                lowered = {n.lower(): group for n, group in groups.items()}
+                groups[name].downgrade = [lowered[t.lower()] for t in g.downgrade]
             routing = self.settings.routing
             spending = self._spending()
             router = Router(

@@ -315,6 +315,9 @@ class GroupSettings(_Section):
     fallbacks: list[DeploymentSettings] = Field(default_factory=list)
     content_fallbacks: list[DeploymentSettings] = Field(default_factory=list)
     load_balancing: str = "round_robin"
+    downgrade: list[str] = Field(default_factory=list)
+    """Model groups to send this group's requests to first once a budget is past its
+    ``downgrade_at`` share (empty: this group's own deployments, cheapest first)."""
 
     @field_validator("load_balancing")
     @classmethod
@@ -459,6 +462,12 @@ class RelaySettings(_Section):
         for provider in sorted(top_level_for):
             message = _unknown_tier(self.tier, provider, tiers[provider])
             problems.append(_error(("tier",), message, self.tier))
+        known_groups = {name.lower() for name in self.models}
+        for group, settings in self.models.items():
+            for index, target in enumerate(settings.downgrade):
+                if target.lower() not in known_groups:
+                    message = f"no model group {target!r} (known: {', '.join(sorted(self.models))})"
+                    problems.append(_error(("models", group, "downgrade", index), message, target))
         if problems:
             raise ValidationError.from_exception_data("RelaySettings", problems)
         return self

@@ -220,6 +220,11 @@ class Router:
         input_tokens = self.quick_estimator.count_request(request)
         output_tokens = request.max_tokens or 0
         ordered = self.policy.initial(group, input_tokens, output_tokens)
+        cheaper = self.meter is not None and self.meter.prefer_cheaper(request)
+        if cheaper and group.downgrade:
+            targets = [c for g in group.downgrade
+                       for c in self.policy.initial(g, input_tokens, output_tokens)]  # fmt: skip
+            ordered = unique([*targets, *ordered])
         unknown = [c.discover() for c in ordered if c.context_window is None]
         if unknown:
             await asyncio.gather(*unknown)
@@ -249,8 +254,8 @@ class Router:
                 self._emit(EventKind.SKIPPED, group, candidate, error="BadRequest")
                 continue
             fit.append(candidate)
-        if fit and self.meter is not None and self.meter.prefer_cheaper(request):
-            fit = self._cheapest_first(group, fit, input_tokens, request.max_tokens)
+        if fit and cheaper:
+            fit = self._downgraded(group, fit, input_tokens, request.max_tokens)
         if not fit and refusals:
             raise refusals[0]
         if not fit:
@@ -263,15 +268,20 @@ class Router:
             )
         return _Route(group, request, input_tokens, fit, skipped, request_id)
 
-    def _cheapest_first(
+    def _downgraded(
         self, group: ModelGroup, fit: list[Candidate], input_tokens: int, max_tokens: int | None
     ) -> list[Candidate]:
-        """A budget is nearly spent: the cheapest deployments that can serve go first."""
-        cheapest = sorted(fit, key=lambda c: _worst_case(c, input_tokens, max_tokens))
-        if cheapest[0] is not fit[0]:
-            self._emit(EventKind.DOWNGRADED, group, cheapest[0],
-                       error=None)  # fmt: skip
-        return cheapest
+        """A budget is nearly spent: the group's ``downgrade`` targets first, else the
+        cheapest deployments that can serve; an event when the first choice changes."""
+        if group.downgrade:
+            targets = {id(c) for g in group.downgrade for c in g.members()}
+            chosen = sorted(fit, key=lambda c: id(c) not in targets)  # stable: order kept
+        else:
+            chosen = sorted(fit, key=lambda c: _worst_case(c, input_tokens, max_tokens))
+        own = {id(c) for c in group.members()}
+        if chosen[0] is not next((c for c in fit if id(c) in own), None):
+            self._emit(EventKind.DOWNGRADED, group, chosen[0])
+        return chosen
 
     # -- money ----------------------------------------------------------------------------
 

@@ -31,6 +31,9 @@ class ModelGroup:
     fallbacks: list[Candidate] = field(default_factory=list)
     content_fallbacks: list[Candidate] = field(default_factory=list)
     balancer: Balancer = field(default_factory=RoundRobin)
+    downgrade: list[ModelGroup] = field(default_factory=list)
+    """Groups whose deployments serve this group's requests first when a budget is past
+    its downgrade share (none: this group's own, cheapest first)."""
 
     def members(self) -> list[Candidate]:
         return unique([*self.primary, *self.fallbacks, *self.content_fallbacks])
