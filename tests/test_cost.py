@@ -10,12 +10,18 @@ must leave llmrelay's spend ledger equal to the simulator's, per deployment.
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from llmrelay import LLMBuilder
 from llmrelay.catalog import Catalog
+from llmrelay.cost import Ledger, PostgresLedger, SqliteLedger, record_of
 from llmrelay.testing import SimulatorHandle
-from llmrelay.types import StreamEnd
+from llmrelay.types import ChatRequest, StreamEnd, Usage
 
 MODELS = {
     "openai": "gpt-4o-mini",
@@ -135,3 +141,34 @@ async def test_the_ledger_matches_the_providers_bill_to_the_micro_dollar(
         assert recorded["anthropic/claude-sonnet-4-5"]["cache_write_input_tokens"] > 0
     finally:
         await llm.aclose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_the_ledger_keeps_every_row_and_sums_them(backend: str, tmp_path: Path) -> None:
+    """Rows queued before close are written; sums per deployment and per user."""
+    if backend == "postgres":
+        url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        store: Any = PostgresLedger(url)
+        try:
+            await store.totals()
+        except (OSError, ConnectionError) as exc:
+            pytest.skip(f"no PostgreSQL at {url} ({exc}): start one or set DATABASE_URL")
+    else:
+        store = SqliteLedger(tmp_path / "spend.sqlite")
+    deployment = f"test/{uuid.uuid4().hex}"  # this run's rows only
+    ledger = Ledger(store, flush_s=3600)
+    usage = Usage(input_tokens=2_000, cached_input_tokens=1_024, output_tokens=50)
+    request = ChatRequest(messages=[], user="ann", tags=["a", "b"])
+    for i in range(3):
+        ledger.record(record_of(request, f"r{i}", "g", deployment, usage, 123, at=float(i)))
+    totals = (await ledger.totals("deployment"))[deployment]
+    assert totals == {"calls": 3, "input_tokens": 6_000, "cached_input_tokens": 3_072,
+                      "cache_write_input_tokens": 0, "output_tokens": 150, "cost_micros": 369,
+                      "saved_micros": 0}  # fmt: skip
+    ledger.record(record_of(request, "r3", "g", deployment, usage, 1, at=3.0))
+    await ledger.aclose()  # the queued row is written on close
+    if backend == "sqlite":
+        reopened = SqliteLedger(tmp_path / "spend.sqlite")
+        assert (await reopened.totals("deployment"))[deployment]["calls"] == 4
+        assert (await reopened.totals("user"))["ann"]["cost_micros"] == 370
+        await reopened.aclose()

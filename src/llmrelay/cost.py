@@ -233,11 +233,11 @@ class Ledger:
             self._writer = asyncio.get_running_loop().create_task(self._write_soon())
 
     async def _write_soon(self) -> None:
-        for _ in range(10 * self.batch):  # not forever: the next record starts another
+        """Write what is queued every ``flush_s`` (at once when a batch is full), until
+        nothing is left; a failed write is tried again at the next turn."""
+        while self._queue:
             if len(self._queue) < self.batch:
                 await asyncio.sleep(self.flush_s)
-            if not self._queue:
-                return
             await self.flush()
 
     async def flush(self) -> None:
