@@ -106,8 +106,8 @@ async def test_the_ledger_matches_the_providers_bill_to_the_micro_dollar(
                                    tools=[WEATHER_TOOL])  # fmt: skip
         assert called.tool_calls
 
-        marked = [{"type": "text", "text": words(2500, "doc"),
-                   "cache_control": {"type": "ephemeral"}}]  # fmt: skip
+        marked: list[dict[str, Any]] = [{"type": "text", "text": words(2500, "doc"),
+                                         "cache_control": {"type": "ephemeral"}}]  # fmt: skip
         anthropic_answers = []
         for i in range(3):  # the first writes the cache, the next two read it
             anthropic_answers.append(await llm.ainvoke(

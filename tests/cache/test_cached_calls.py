@@ -108,10 +108,11 @@ async def test_an_answer_expires_after_its_ttl(
     llm: SmartLLM, simulator: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert llm.cache is not None and llm.cache.exact is not None
-    store: Any = llm.cache.exact.store
+    exact: Any = llm.cache.exact
+    store = exact.store
     now = [1_000_000.0]
     monkeypatch.setattr(store, "_clock", lambda: now[0])
-    monkeypatch.setattr(llm.cache.exact, "_clock", lambda: now[0])
+    monkeypatch.setattr(exact, "_clock", lambda: now[0])
     await llm.ainvoke("ttl", temperature=0, cache_ttl=30)
     now[0] += 29
     assert (await llm.ainvoke("ttl", temperature=0)).cached == "exact"
