@@ -108,17 +108,19 @@ async def test_the_ledger_matches_the_providers_bill_to_the_micro_dollar(
 
         marked: list[dict[str, Any]] = [{"type": "text", "text": words(2500, "doc"),
                                          "cache_control": {"type": "ephemeral"}}]  # fmt: skip
+
+        def prompt(question: str) -> list[dict[str, Any]]:
+            return [{"role": "system", "content": marked}, {"role": "user", "content": question}]
+
         anthropic_answers = []
         for i in range(3):  # the first writes the cache, the next two read it
-            anthropic_answers.append(await llm.ainvoke(
-                [{"role": "system", "content": marked}, {"role": "user", "content": f"q{i}"}],
-                model="anthropic", max_tokens=40))  # fmt: skip
+            anthropic_answers.append(
+                await llm.ainvoke(prompt(f"q{i}"), model="anthropic", max_tokens=40)
+            )
         usage = [a.usage for a in anthropic_answers]
         assert usage[0].cache_write_input_tokens > 0 and usage[0].cached_input_tokens == 0
         assert usage[1].cached_input_tokens == usage[0].cache_write_input_tokens
-        streamed = [e async for e in llm.astream(
-            [{"role": "system", "content": marked}, {"role": "user", "content": "s"}],
-            model="anthropic", max_tokens=40)]  # fmt: skip
+        streamed = [e async for e in llm.astream(prompt("s"), model="anthropic", max_tokens=40)]
         end = streamed[-1]
         assert isinstance(end, StreamEnd) and end.usage and end.usage.cached_input_tokens > 0
 
