@@ -12,7 +12,9 @@ Sections (``BENCH_ONLY=hotpath,tokens make bench`` runs some of them):
 - hedging: p99 with and without hedging on a heavy latency tail, and what it cost;
 - tokens: time and error of the heuristic estimator against cl100k;
 - media: the file-name parser against guessit alone, its cache, LLM batching and accuracy;
-- agents: plans run as a DAG against their critical path and serial time; 200 runs at once.
+- agents: plans run as a DAG against their critical path and serial time; 200 runs at once;
+- money: what budgets (memory, SQLite, Redis counters) and the spend ledger add to a call,
+  exact-cache lookups and hits against misses, and the semantic cache's figures.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from benchmarks import agents, hedging, hotpath, media, scheduling, tokens
+from benchmarks import agents, hedging, hotpath, media, money, scheduling, tokens
 from benchmarks.bare import paired
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
@@ -186,6 +188,10 @@ SECTIONS: dict[str, Section] = {
     "agents": Section(
         "agents: parallel steps against the critical path, and 200 runs at once",
         lambda sim: agents.run(),
+    ),
+    "money": Section(
+        "money: budgets and the ledger against the bare router, the exact and semantic caches",
+        lambda sim: money.report(asyncio.run(money.run(sim))),
     ),
 }
 
