@@ -33,7 +33,7 @@ import os
 import statistics
 import tempfile
 import uuid
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ import redis.asyncio as aioredis
 
 from benchmarks import cache_exact
 from benchmarks.bare import paired
-from benchmarks.hotpath import CpuWatch
+from benchmarks.hotpath import NOISE, CpuWatch
 from llmrelay import LLMBuilder, SmartLLM
 from llmrelay.testing import SimulatorHandle, make_config, start_simulator_process
 
@@ -178,23 +178,40 @@ async def semantic() -> Figures:
     return figures if isinstance(figures, dict) else {"figures": figures}
 
 
+async def _quietest(watch: CpuWatch, block: Callable[[], Awaitable[Figures]]) -> Figures:
+    """Run a block until other processes stay under NOISE of a core (at most 3 tries);
+    keep the quietest run, with the share of a core they used during it."""
+    best: Figures | None = None
+    for _ in range(3):
+        with watch.block():
+            figures = await block()
+        figures["others_cpu"] = round(watch.others, 3)
+        if best is None or watch.others < best["others_cpu"]:
+            best = figures
+        if watch.others <= NOISE:
+            break
+    assert best is not None
+    return best
+
+
 async def _measure(sim: SimulatorHandle) -> Figures:
     watch = CpuWatch(sim.pid or os.getpid())
     redis_missing = await _redis_missing()
-    results: Figures = {"rounds": ROUNDS, "others_cpu": {}}
-    async with AsyncExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        with watch.block():
-            results["overhead"] = await overhead(sim, tmp, redis_missing)
-        results["others_cpu"]["overhead"] = round(watch.others, 3)
-        with watch.block():
-            results["cache_lookup"] = await cache_exact.run()
-            results["cache_calls"] = await cached_calls(sim, tmp, redis_missing)
-        results["others_cpu"]["cache"] = round(watch.others, 3)
-        with watch.block():
-            results["semantic"] = await semantic()
-        results["others_cpu"]["semantic"] = round(watch.others, 3)
-    return results
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+
+        async def caches() -> Figures:
+            return {
+                "lookup": await cache_exact.run(),
+                "calls": await cached_calls(sim, tmp, redis_missing),
+            }
+
+        return {
+            "rounds": ROUNDS,
+            "overhead": await _quietest(watch, lambda: overhead(sim, tmp, redis_missing)),
+            "cache": await _quietest(watch, caches),
+            "semantic": await _quietest(watch, semantic),
+        }
 
 
 async def run(sim: SimulatorHandle | None = None) -> Figures:
@@ -220,19 +237,25 @@ def _row(name: str, f: Figures) -> str:
             f"{f['ratio']:.3f} | {f['base_p99_us']:,.0f} | {f['p99_us']:,.0f} |")  # fmt: skip
 
 
+def _others(figures: Figures) -> str:
+    return f"(other processes used {figures['others_cpu']:.0%} of a core during the kept run)"
+
+
 def report(results: Figures) -> None:
-    rounds, others = results["rounds"], results["others_cpu"]
-    print(f"{rounds} pairs per row, alternating; µs; zero-latency simulator in its own process")
-    print(f"(other processes used {others['overhead']:.0%} of a core during this block)\n")
+    overhead, cache, sem = results["overhead"], results["cache"], results["semantic"]
+    print(f"{results['rounds']} pairs per row, alternating; µs; zero-latency simulator in its "
+          "own process")  # fmt: skip
+    print(_others(overhead) + "\n")
     _table("metered call vs bare router", "bare p50", "metered p50",
            "added (median of paired differences)", "ratio (median of paired ratios)",
            "bare p99", "metered p99")  # fmt: skip
-    for name, figures in results["overhead"].items():
-        print(_row(name, figures))
-    print(f"\n(other processes used {others['cache']:.0%} of a core during the cache block)\n")
+    for name, figures in overhead.items():
+        if name != "others_cpu":
+            print(_row(name, figures))
+    print("\n" + _others(cache) + "\n")
     _table("exact cache, one lookup (ExactCache.get)", "median", "p99",
            "store's share (median of hit - decode alone)")  # fmt: skip
-    for backend, f in results["cache_lookup"].items():
+    for backend, f in cache["lookup"].items():
         if "note" in f:
             print(f"| {backend} | {f['note']} | | |")
         else:
@@ -241,11 +264,12 @@ def report(results: Figures) -> None:
     _table("exact cache through SmartLLM.ainvoke", "miss p50", "hit p50",
            "hit - miss (median of paired differences)", "hit / miss (median of paired ratios)",
            "miss p99", "hit p99")  # fmt: skip
-    for backend, figures in results["cache_calls"].items():
+    for backend, figures in cache["calls"].items():
         print(_row(backend, figures))
-    print(f"\nsemantic cache (other processes: {others['semantic']:.0%} of a core):")
-    for name, value in results["semantic"].items():
-        print(f"- {name}: {value}")
+    print("\nsemantic cache " + _others(sem) + ":")
+    for name, value in sem.items():
+        if name != "others_cpu":
+            print(f"- {name}: {value}")
 
 
 if __name__ == "__main__":
