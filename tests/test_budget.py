@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.services import redis_url, require_redis
 
 from llmrelay import LLMBuilder, SmartLLM
 from llmrelay.budget import BudgetLimit, BudgetPolicy, Budgets, Calendar, MemoryCounters, Who
@@ -21,6 +20,7 @@ from llmrelay.budget.counters import Line, RedisCounters, SqliteCounters
 from llmrelay.errors import BudgetExceeded, ConfigError
 from llmrelay.events import Event, EventKind
 from llmrelay.testing import SimulatorHandle
+from services import redis_url, require_redis
 
 WORKER = Path(__file__).with_name("budget_worker.py")
 PRICED = {"context_window": 16000, "max_output_tokens": 4096}
