@@ -331,7 +331,32 @@ class _Assembly:
         return ResponseCache(exact, semantic, any_temperature=settings.any_temperature)
 
     def _semantic_cache(self) -> Any:
-        return None
+        """The semantic cache (extra ``semantic``; the model loads on first use)."""
+        spec = self.settings.cache.semantic
+        if spec.backend == "none":
+            return None
+        try:  # numpy and the model come with the ``semantic`` extra
+            from llmrelay.cache.embed import MiniLM
+            from llmrelay.cache.semantic import DEFAULT_THRESHOLD, SemanticCache
+            from llmrelay.cache.vectors import RedisVectorStore, SqliteVectorStore, VectorStore
+        except ImportError as exc:
+            raise ConfigError(
+                f"{self.source}: cache.semantic needs the semantic extra "
+                f"(make install, or pip install 'llmrelay[semantic]'): {exc}"
+            ) from None
+        store: VectorStore
+        if spec.backend == "redis":
+            url = spec.redis_url or self.settings.redis_url
+            if url is None:
+                raise ConfigError(f"{self.source}: cache.semantic.redis_url: required for "
+                                  "backend redis (or set redis_url)")  # fmt: skip
+            store = RedisVectorStore(url)
+        else:
+            path = Path(spec.path).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = SqliteVectorStore(path)
+        threshold = spec.threshold if spec.threshold is not None else DEFAULT_THRESHOLD
+        return SemanticCache(MiniLM(), store, threshold=threshold, ttl_s=spec.ttl_s)
 
     def _candidates(self, specs: list[DeploymentSettings], where: str) -> list[Candidate]:
         return [self._candidate(spec, f"{where}.{i}") for i, spec in enumerate(specs)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +167,34 @@ async def test_the_ledger_records_calls_and_hits(llm: SmartLLM) -> None:
     assert row["calls"] == 2 and row["cost_micros"] == first.cost_micros
     assert row["saved_micros"] == first.cost_micros
     assert (await llm.spending.ledger.totals("user"))["ann"]["calls"] == 2
+
+
+async def test_a_paraphrase_is_answered_by_the_semantic_cache(
+    simulator: SimulatorHandle, tmp_path: Path
+) -> None:
+    """Through SmartLLM: a paraphrase hits, a question with another number does not."""
+    pytest.importorskip("sentence_transformers")
+    llm = (
+        LLMBuilder()
+        .with_primary(
+            "openai",
+            "sim-openai",
+            base_url=simulator.url + "/v1",
+            api_key="sk-c1",
+            context_window=16000,
+            max_output_tokens=4096,
+        )
+        .with_semantic_cache("sqlite", path=str(tmp_path / "semantic.sqlite"))
+        .build()
+    )
+    try:
+        first = await llm.ainvoke("How do I reverse a list in Python?", temperature=0)
+        again = await llm.ainvoke("How can I reverse a list in Python?", temperature=0)
+        other = await llm.ainvoke("What is 2+2?", temperature=0)
+        sum_ = await llm.ainvoke("What is 2+3?", temperature=0)
+        assert (first.cached, again.cached) == (None, "semantic")
+        assert again.content == first.content
+        assert other.cached is None and sum_.cached is None
+        assert served(simulator) == 3
+    finally:
+        await llm.aclose()
