@@ -421,11 +421,11 @@ class _Specifics:
         }
         self.content = [w for w in self.content if w not in ("to", "into")]
         self.numbers = Counter(n.replace(",", "") for n in _NUMBER.findall(text))
-        self.numbers.update(
-            _NUMBER_WORDS[part] for w in lower for part in w.split("-") if part in _NUMBER_WORDS
-        )
-        self.negations = sum(1 for w in lower if w in _NEGATIONS or w.startswith("non-"))
-        self.senses = Counter(_SENSES[w] for w in lower if w in _SENSES)
+        # "five-year-old", "non-leap": the parts of a hyphenated word count one by one.
+        parts = [part for w in lower for part in w.split("-") if part]
+        self.numbers.update(_NUMBER_WORDS[p] for p in parts if p in _NUMBER_WORDS)
+        self.negations = sum(1 for p in parts if p in _NEGATIONS)
+        self.senses = Counter(_SENSES[p] for p in parts if p in _SENSES)
         self.languages = {_LANGUAGES[w] for w in lower if w in _LANGUAGES}
         self.languages |= {
             "go" if m.group(1).casefold() == "go" else m.group(1)  # "C", "R": as written
