@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from llmrelay.cache.index import BruteForceIndex, ContextIndexes, IndexedEntry
 from llmrelay.cache.vectors import Entry, SqliteVectorStore
+from llmrelay.errors import ConfigError
 
 
 def unit(*values: float) -> npt.NDArray[np.float32]:
@@ -106,3 +108,21 @@ async def test_sqlite_changes_are_everything_first_then_only_what_is_new(
     finally:
         await writer.aclose()
         await reader.aclose()
+
+
+def test_a_missing_semantic_extra_is_named_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the packages, MiniLM() says which extra to install and how."""
+    import importlib.util
+
+    from llmrelay.cache import embed
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sentence_transformers" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"'semantic' extra.*make install.*sentence_transformers"):
+        embed.MiniLM()

