@@ -372,12 +372,14 @@ _WORD = re.compile(r"[^\W\d_][\w'+#.-]*[\w+#]|[^\W\d_]|[$€]|°[cf]", re.IGNORE
 def same_specifics(stored: str, query: str) -> bool:
     """Whether two texts agree on the details a sentence embedding blurs but that change the
     answer: the numbers, the quoted or code words, the negations, the contrast words
-    (units, max/min, before/after, ...), the programming languages and the proper names.
+    (units, max/min, before/after, ...), the programming languages and the proper names;
+    and whether the content words are one word substituted ("vegetarian" / "vegan"), two
+    words traded, a direction reversed ("X to Y") or a qualifier added ("GDP per capita").
 
     A semantic hit is served only when this holds. Deterministic and cheap (a few regular
     expressions), so it is applied to every candidate; it errs on the side of a miss.
     """
-    a, b = _Specifics.of(stored), _Specifics.of(query)
+    a, b = _Specifics(stored), _Specifics(query)
     return (
         a.numbers == b.numbers
         and a.quoted == b.quoted
@@ -437,10 +439,6 @@ class _Specifics:
             for m in _WORD.finditer(text)
             if m.group()[0].isupper() and m.group() != "I" and not _starts_sentence(text, m.start())
         )
-
-    @classmethod
-    def of(cls, text: str) -> _Specifics:
-        return cls(text)
 
 
 def _bare(token: str) -> str:
