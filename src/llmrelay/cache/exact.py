@@ -20,7 +20,8 @@ import time
 import msgspec
 
 from llmrelay.cache.entry import CachedAnswer, decode, encode
-from llmrelay.cache.stores import CacheStore, CacheUnavailable, Clock
+from llmrelay.cache.outage import Outage
+from llmrelay.cache.stores import CacheStore, Clock
 from llmrelay.types import StreamEnd
 
 log = logging.getLogger("llmrelay.cache")
@@ -45,26 +46,28 @@ class ExactCache:
     ) -> None:
         self.store = store
         self.ttl_s = ttl_s
-        self.retry_after_s = retry_after_s
+        self.outage = Outage("response cache", clock, retry_after_s)
         self._clock = clock
-        self._hits = self._misses = self._stores = self._refused = self._errors = 0
-        self._down = False
-        self._retry_at = 0.0
+        self._hits = self._misses = self._stores = self._refused = 0
         self._closed = False
+
+    @property
+    def retry_after_s(self) -> float:
+        return self.outage.retry_after_s
 
     async def get(self, key: str) -> CachedAnswer | None:
         """The answer cached under ``key``; ``None`` on a miss, an entry another version
         wrote, or a store that fails (counted as a miss too)."""
-        if self._closed or self._resting():
+        if self._closed or self.outage.resting():
             self._misses += 1
             return None
         try:
             data = await self.store.get(key)
         except Exception as exc:  # any failure of the store is a miss, never the call's
-            self._failed(exc)
+            self.outage.failed(exc, self.store.where)
             self._misses += 1
             return None
-        self._answered()
+        self.outage.answered(self.store.where)
         answer = None if data is None else decode(data)
         if answer is None:
             self._misses += 1
@@ -75,7 +78,7 @@ class ExactCache:
     async def put(self, key: str, answer: CachedAnswer, ttl_s: float | None = None) -> bool:
         """Keep ``answer`` under ``key`` for ``ttl_s`` (default: the cache's); whether it
         was kept. Errors, answers served from a cache and streams cut short are refused."""
-        if self._closed or self._resting():
+        if self._closed or self.outage.resting():
             return False
         if not _cacheable(answer):
             self._refused += 1
@@ -84,9 +87,9 @@ class ExactCache:
         try:
             await self.store.set(key, encode(stamped), self.ttl_s if ttl_s is None else ttl_s)
         except Exception as exc:  # any failure of the store costs the entry, never the call
-            self._failed(exc)
+            self.outage.failed(exc, self.store.where)
             return False
-        self._answered()
+        self.outage.answered(self.store.where)
         self._stores += 1
         return True
 
@@ -98,8 +101,8 @@ class ExactCache:
             "misses": self._misses,
             "stores": self._stores,
             "refused": self._refused,
-            "errors": self._errors,
-            "unreachable": self._down,
+            "errors": self.outage.errors,
+            "unreachable": self.outage.down,
         }
 
     async def aclose(self) -> None:
@@ -111,28 +114,6 @@ class ExactCache:
             await self.store.aclose()
         except Exception:  # shutting down: nothing is left that could use it
             log.warning("response cache: closing %s failed", self.store.where, exc_info=True)
-
-    def _resting(self) -> bool:
-        return self._down and self._clock() < self._retry_at
-
-    def _failed(self, exc: Exception) -> None:
-        self._errors += 1
-        self._retry_at = self._clock() + self.retry_after_s
-        if self._down:
-            return
-        self._down = True
-        log.warning(
-            "response cache unavailable (%s): answers are neither served from it nor kept "
-            "until it is back; trying again every %gs",
-            exc if isinstance(exc, CacheUnavailable) else f"{self.store.where}: {exc!r}",
-            self.retry_after_s,
-            exc_info=not isinstance(exc, CacheUnavailable),
-        )
-
-    def _answered(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("response cache: %s answers again", self.store.where)
 
 
 def _cacheable(answer: CachedAnswer) -> bool:

@@ -19,7 +19,6 @@ import asyncio
 import difflib
 import hashlib
 import json
-import logging
 import re
 import time
 import unicodedata
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmrelay.cache.index import ContextIndexes, IndexedEntry
+from llmrelay.cache.outage import Outage
 from llmrelay.cache.vectors import Entry
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from llmrelay.cache.embed import Embedder
     from llmrelay.cache.vectors import VectorStore
 
-logger = logging.getLogger("llmrelay.cache")
 
 THRESHOLD_FILE = "semantic_threshold.json"
 
@@ -90,14 +89,12 @@ class SemanticCache:
         self._threshold = threshold
         self._ttl_s = ttl_s
         self._clock = clock
-        self._retry_after_s = retry_after_s
-        self._retry_at = 0.0
+        self._outage = Outage("semantic cache", clock, retry_after_s)
         self._indexes = ContextIndexes(embedder.dim)
         self._sync_lock = asyncio.Lock()
         self._puts = 0
-        self._hits = self._misses = self._errors = 0
+        self._hits = self._misses = 0
         self._embed_s = self._search_s = 0.0
-        self._failing = False
         self._closed = False
 
     @property
@@ -106,16 +103,16 @@ class SemanticCache:
 
     async def get(self, context_key: str, text: str) -> SemanticHit | None:
         """The stored answer of the closest question in ``context_key``, if close enough."""
-        if self._closed or self._resting():
+        if self._closed or self._outage.resting():
             self._misses += 1
             return None
         try:
             hit = await self._lookup(context_key, text)
         except Exception as exc:  # a cache outage costs a miss, never the call
-            self._failed("get", exc)
+            self._outage.failed(exc, "get")
             self._misses += 1
             return None
-        self._recovered()
+        self._outage.answered("get")
         if hit is None:
             self._misses += 1
         else:
@@ -127,21 +124,21 @@ class SemanticCache:
     ) -> None:
         """Store ``value`` as the answer to ``text`` in ``context_key``; ``ttl_s`` overrides
         the cache's default time to live."""
-        if self._closed or self._resting():
+        if self._closed or self._outage.resting():
             return
         try:
             await self._store_entry(context_key, text, value, ttl_s)
         except Exception as exc:  # a cache outage costs a miss later, never the call
-            self._failed("put", exc)
+            self._outage.failed(exc, "put")
             return
-        self._recovered()
+        self._outage.answered("put")
 
     def stats(self) -> dict[str, Any]:
         """Counters since construction; ``embed_s`` and ``search_s`` are total seconds."""
         return {
             "hits": self._hits,
             "misses": self._misses,
-            "errors": self._errors,
+            "errors": self._outage.errors,
             "entries": len(self._indexes),
             "embed_s": self._embed_s,
             "search_s": self._search_s,
@@ -209,26 +206,6 @@ class SemanticCache:
         self._embed_s += time.perf_counter() - started
         vector: npt.NDArray[np.float32] = vectors[0]
         return vector
-
-    def _resting(self) -> bool:
-        return self._failing and self._clock() < self._retry_at
-
-    def _failed(self, operation: str, exc: Exception) -> None:
-        self._errors += 1
-        self._retry_at = self._clock() + self._retry_after_s
-        if not self._failing:
-            self._failing = True
-            logger.warning(
-                "semantic cache unavailable (%s: %s: %s); answering without it until it recovers",
-                operation,
-                type(exc).__name__,
-                exc,
-            )
-
-    def _recovered(self) -> None:
-        if self._failing:
-            self._failing = False
-            logger.info("semantic cache available again")
 
 
 def _entry_id(context_key: str, text: str) -> str:
