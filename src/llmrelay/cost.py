@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ import msgspec
 from llmrelay.budget import Budgets, Who
 from llmrelay.errors import ConfigError
 from llmrelay.router import Spent
+from llmrelay.sqlite import open_sqlite
 from llmrelay.types import ChatRequest, Usage
 
 log = logging.getLogger("llmrelay.cost")
@@ -120,22 +120,14 @@ class SqliteLedger:
     """The ledger in one SQLite file (WAL; writes are short local transactions)."""
 
     def __init__(self, path: Path | str) -> None:
-        path = Path(path).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS spend_ledger (at REAL, request_id TEXT, "
-                '"group" TEXT, deployment TEXT, key TEXT, user TEXT, tags TEXT, '
-                "input_tokens INTEGER, cached_input_tokens INTEGER, "
-                "cache_write_input_tokens INTEGER, output_tokens INTEGER, "
-                "reasoning_tokens INTEGER, cost_micros INTEGER, estimated INTEGER, "
-                "cache_hit TEXT, saved_micros INTEGER)"
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"spend.path: cannot open {path}: {exc}") from None
+        self._db = open_sqlite(path, key="spend.path", busy_timeout_s=10.0, schema=[
+            "CREATE TABLE IF NOT EXISTS spend_ledger (at REAL, request_id TEXT, "
+            '"group" TEXT, deployment TEXT, key TEXT, user TEXT, tags TEXT, '
+            "input_tokens INTEGER, cached_input_tokens INTEGER, "
+            "cache_write_input_tokens INTEGER, output_tokens INTEGER, "
+            "reasoning_tokens INTEGER, cost_micros INTEGER, estimated INTEGER, "
+            "cache_hit TEXT, saved_micros INTEGER)"
+        ])  # fmt: skip
 
     async def write(self, rows: Sequence[SpendRecord]) -> None:
         marks = ",".join("?" * len(_COLUMNS))

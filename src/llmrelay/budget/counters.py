@@ -10,12 +10,12 @@ script run on the server). A backend is chosen by name from :data:`COUNTERS`.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from llmrelay.errors import ConfigError
+from llmrelay.sqlite import open_sqlite
 
 
 class Line(NamedTuple):
@@ -87,18 +87,10 @@ class SqliteCounters:
     it (each change is one ``BEGIN IMMEDIATE`` transaction; writers queue on the lock)."""
 
     def __init__(self, path: Path | str) -> None:
-        path = Path(path).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS budget_counters (key TEXT PRIMARY KEY, "
-                "spent INTEGER NOT NULL, held INTEGER NOT NULL, expires REAL NOT NULL)"
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"budget.path: cannot open {path}: {exc}") from None
+        self._db = open_sqlite(path, key="budget.path", busy_timeout_s=10.0, schema=[
+            "CREATE TABLE IF NOT EXISTS budget_counters (key TEXT PRIMARY KEY, "
+            "spent INTEGER NOT NULL, held INTEGER NOT NULL, expires REAL NOT NULL)"
+        ])  # fmt: skip
         self._lock = asyncio.Lock()
 
     def _rows(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
 from llmrelay.errors import ConfigError, LLMRelayError
+from llmrelay.sqlite import open_sqlite
 
 if TYPE_CHECKING:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -171,24 +172,19 @@ class SqliteStore:
         self.path = Path(path).expanduser()
         self._clock = clock
         self._writes = self._purged = 0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_sqlite(
+            self.path,
+            key="cache.path",
+            busy_timeout_s=busy_timeout_s,
             # A cache may lose its last writes to a power cut, never its consistency.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
+            pragmas=["PRAGMA synchronous=NORMAL"],
+            schema=[
                 f"CREATE TABLE IF NOT EXISTS {self.TABLE} "
-                "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)"
-            )
-            self._db.execute(
+                "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)",
                 f"CREATE INDEX IF NOT EXISTS {self.TABLE}_expires "
-                f"ON {self.TABLE} (expires) WHERE expires IS NOT NULL"
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cache.path: cannot open {self.path}: {exc}") from None
+                f"ON {self.TABLE} (expires) WHERE expires IS NOT NULL",
+            ],
+        )
 
     @property
     def where(self) -> str:

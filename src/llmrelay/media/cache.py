@@ -8,7 +8,6 @@ so a new guessit, a new calibration or another chain never serves an old answer.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import msgspec
 from llmrelay.errors import ConfigError
 from llmrelay.media.config import MediaCacheSettings
 from llmrelay.media.result import RESULT_DECODER, RESULT_ENCODER, MediaResult
+from llmrelay.sqlite import open_sqlite
 
 Clock = Callable[[], float]
 
@@ -63,17 +63,10 @@ class SqliteCache:
     """One SQLite file; calls are short local writes, made on the caller's thread."""
 
     def __init__(self, path: Path, *, ttl_s: float | None = None, clock: Clock = time.time) -> None:
-        path = path.expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS media_parse "
-                "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)"
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"media.cache.path: cannot open {path}: {exc}") from None
+        self._db = open_sqlite(path, key="media.cache.path", schema=[
+            "CREATE TABLE IF NOT EXISTS media_parse "
+            "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)"
+        ])  # fmt: skip
         self._ttl_s = ttl_s
         self._clock = clock
 
