@@ -10,7 +10,8 @@ script run on the server). A backend is chosen by name from :data:`COUNTERS`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -109,45 +110,39 @@ class SqliteCounters:
             (line.key, spent, held, line.expires_at),
         )
 
-    async def reserve(self, lines: Sequence[Line], amount: int) -> Refusal | None:
-        async with self._lock:  # one transaction at a time on this connection
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction at a time on this connection, rolled back
+        if anything in it fails."""
+        async with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                rows = self._rows([line.key for line in lines])
-                for index, line in enumerate(lines):
-                    spent, held = rows.get(line.key, (0, 0))
-                    if spent + held + amount > line.limit:
-                        db.execute("ROLLBACK")
-                        return Refusal(index, spent, held)
-                for line in lines:
-                    self._upsert(line, 0, amount)
-                db.execute("COMMIT")
+                yield
             except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
+            self._db.execute("COMMIT")
+
+    async def reserve(self, lines: Sequence[Line], amount: int) -> Refusal | None:
+        async with self._transaction():
+            rows = self._rows([line.key for line in lines])
+            for index, line in enumerate(lines):
+                spent, held = rows.get(line.key, (0, 0))
+                if spent + held + amount > line.limit:
+                    return Refusal(index, spent, held)  # nothing written: the commit is empty
+            for line in lines:
+                self._upsert(line, 0, amount)
         return None
 
     async def settle(self, lines: Sequence[Line], held: int, spent: int) -> list[tuple[int, int]]:
-        async with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._rows([line.key for line in lines])
-                for line in lines:
-                    self._upsert(line, spent, -held)
-                db.execute("DELETE FROM budget_counters WHERE expires < ?", (_oldest(lines),))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        changes = []
-        for line in lines:
-            before = rows.get(line.key, (0, 0))[0]
-            changes.append((before, before + spent))
-        return changes
+        async with self._transaction():
+            rows = self._rows([line.key for line in lines])
+            for line in lines:
+                self._upsert(line, spent, -held)
+            self._db.execute("DELETE FROM budget_counters WHERE expires < ?", (_oldest(lines),))
+        befores = [rows.get(line.key, (0, 0))[0] for line in lines]
+        return [(before, before + spent) for before in befores]
 
     async def read(self, keys: Sequence[str]) -> list[tuple[int, int]]:
         rows = self._rows(keys) if keys else {}
