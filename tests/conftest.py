@@ -8,6 +8,7 @@ from typing import Protocol
 
 import pytest
 
+from llmrelay import SmartLLM
 from llmrelay.providers import Deployment, HttpClient, Provider, Timeouts, default_registry
 from llmrelay.testing import SimulatorHandle
 
@@ -70,3 +71,12 @@ def make_provider(
 
 
 FAST_TIMEOUTS = Timeouts(connect=2.0, first_byte=0.5, idle=0.5)
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[SmartLLM]]:
+    """SmartLLMs a test makes; each is closed when the test ends."""
+    made: list[SmartLLM] = []
+    yield made
+    for llm in made:
+        await llm.aclose()

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,6 @@ def builder(simulator: SimulatorHandle, **budget: Any) -> LLMBuilder:
         .with_primary("openai", "sim-openai", base_url=simulator.url + "/v1", api_key="sk-b1")
         .with_budget(**budget)
     )
-
-
-@pytest.fixture
-async def closing() -> AsyncIterator[list[SmartLLM]]:
-    made: list[SmartLLM] = []
-    yield made
-    for llm in made:
-        await llm.aclose()
 
 
 async def burst(llm: SmartLLM, calls: int) -> tuple[list[Any], list[BudgetExceeded]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -50,14 +49,6 @@ def build(builder: LLMBuilder, primary: dict[str, Any], *fallbacks: dict[str, An
     for fb in fallbacks:
         builder.with_fallback("openai" if "/v1" in fb["base_url"] else "anthropic", **fb)
     return builder.build()
-
-
-@pytest.fixture
-async def closing() -> AsyncIterator[list[SmartLLM]]:
-    made: list[SmartLLM] = []
-    yield made
-    for llm in made:
-        await llm.aclose()
 
 
 async def test_rate_limit_storm_is_answered_by_the_fallback(

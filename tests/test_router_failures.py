@@ -6,7 +6,6 @@ deployment that is left at once was sent to once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,14 +25,6 @@ def openai(sim: SimulatorHandle, model: str = "sim-openai", **kw: Any) -> dict[s
 
 def anthropic(sim: SimulatorHandle, **kw: Any) -> dict[str, Any]:
     return {"base_url": sim.url, "api_key": "sk-b", **SIM, **kw, "model": "sim-anthropic"}
-
-
-@pytest.fixture
-async def closing() -> AsyncIterator[list[SmartLLM]]:
-    made: list[SmartLLM] = []
-    yield made
-    for llm in made:
-        await llm.aclose()
 
 
 def primary_and_fallback(
