@@ -24,12 +24,19 @@ PRICED = {
 }
 
 
-@pytest.fixture
-async def llm(simulator: SimulatorHandle) -> AsyncIterator[SmartLLM]:
-    built = (
+def priced(simulator: SimulatorHandle) -> LLMBuilder:
+    """The simulator's OpenAI model, priced, as the one deployment."""
+    return (
         LLMBuilder()
         .with_catalog(PRICED)
         .with_primary("openai", "sim-openai", base_url=simulator.url + "/v1", api_key="sk-c1")
+    )
+
+
+@pytest.fixture
+async def llm(simulator: SimulatorHandle) -> AsyncIterator[SmartLLM]:
+    built = (
+        priced(simulator)
         .with_cache("memory", ttl_s=600)
         .with_ledger("sqlite", path=":memory:")
         .with_retries(0)
@@ -132,19 +139,7 @@ async def test_a_bad_cache_option_is_a_bad_request(llm: SmartLLM) -> None:
 async def test_a_cache_that_cannot_be_reached_lets_calls_through(
     simulator: SimulatorHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
-    llm = (
-        LLMBuilder()
-        .with_primary(
-            "openai",
-            "sim-openai",
-            base_url=simulator.url + "/v1",
-            api_key="sk-c1",
-            context_window=16000,
-            max_output_tokens=4096,
-        )
-        .with_cache("redis", redis_url="redis://127.0.0.1:1/0")
-        .build()
-    )
+    llm = priced(simulator).with_cache("redis", redis_url="redis://127.0.0.1:1/0").build()
     try:
         with caplog.at_level(logging.WARNING, logger="llmrelay.cache"):
             for _ in range(3):
@@ -175,15 +170,7 @@ async def test_a_paraphrase_is_answered_by_the_semantic_cache(
     """Through SmartLLM: a paraphrase hits, a question with another number does not."""
     pytest.importorskip("sentence_transformers")
     llm = (
-        LLMBuilder()
-        .with_primary(
-            "openai",
-            "sim-openai",
-            base_url=simulator.url + "/v1",
-            api_key="sk-c1",
-            context_window=16000,
-            max_output_tokens=4096,
-        )
+        priced(simulator)
         .with_semantic_cache("sqlite", path=str(tmp_path / "semantic.sqlite"))
         .build()
     )
