@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_CPU)
-	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langfuse,langchain,media,agents,semantic,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[redis,postgres,otel,langfuse,langchain,media,agents,semantic,report,dev]'
 	@touch $(STAMP)
 
 # The `semantic` extra needs torch, whose default wheel is a multi-GB CUDA build: this pinned

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from pathlib import Path
@@ -460,7 +461,7 @@ class SmartLLM:
         request_id = new_request_id()
         hit = await store.lookup(request, group)
         if hit is not None:
-            return self._served(hit, request, group, request_id)
+            return self._served(hit, request, group, request_id, streamed=False)
         response = await self.router.send(request, group, request_id=request_id)
         await store.store(request, group, response, ttl_s=cache_ttl)
         return response
@@ -494,7 +495,7 @@ class SmartLLM:
         request_id = new_request_id()
         hit = await store.lookup(request, group)
         if hit is not None:
-            self._served(hit, request, group, request_id)
+            self._served(hit, request, group, request_id, streamed=True)
             for event in hit.events():
                 yield event
             return
@@ -520,13 +521,17 @@ class SmartLLM:
         store = self.cache
         return store if store is not None and store.wants(request, opt_in) else None
 
-    def _served(self, hit: Hit, request: ChatRequest, group: str, request_id: str) -> ChatResponse:
+    def _served(
+        self, hit: Hit, request: ChatRequest, group: str, request_id: str, *, streamed: bool
+    ) -> ChatResponse:
         """Account for an answer from the cache: an event, and a ledger row costing 0."""
         response = hit.response(request_id)
         saved = response.saved_micros
         self.router.events.emit(Event(kind=EventKind.CACHE_HIT, group=group,
                                       deployment=response.deployment, message=hit.kind,
-                                      cost_micros=saved, request_id=request_id))  # fmt: skip
+                                      cost_micros=saved, request_id=request_id,
+                                      request=request, response=response, streamed=streamed,
+                                      started_at=time.time()))  # fmt: skip
         if self.spending is not None:
             self.spending.cache_hit(request, request_id, group, response.deployment, hit.kind,
                                     saved)  # fmt: skip

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
+from llmrelay.types import Attempt, ChatRequest, ChatResponse
+
 log = logging.getLogger("llmrelay.events")
 
 
@@ -27,7 +29,8 @@ class EventKind(enum.Enum):
     LIMIT_LEARNED = "limit_learned"
     """A 429 the scheduler's buckets did not predict: it now paces to a stricter window."""
     FINISHED = "finished"
-    """Exactly one per routed request, whatever its outcome (``error`` set on failure)."""
+    """Exactly one per routed request, whatever its outcome (``error`` set on failure):
+    it carries the request, the answer and every attempt (see :class:`Event`)."""
     DOWNGRADED = "downgraded"
     """A budget is past its downgrade share: cheaper deployments were put first."""
     BUDGET_THRESHOLD = "budget_threshold"
@@ -40,7 +43,13 @@ class EventKind(enum.Enum):
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
-    """One step of routing one request (``group``) on one deployment."""
+    """One step of routing one request (``group``) on one deployment.
+
+    ``finished`` and ``cache_hit`` events also carry the whole request: ``request``, the
+    ``response`` (``None`` on failure), every ``attempts`` made, whether it was
+    ``streamed``, and ``started_at`` (Unix time); ``latency_s`` is then the request's.
+    Handlers must treat these objects as read-only.
+    """
 
     kind: EventKind
     group: str = ""
@@ -57,6 +66,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     budget: str = ""
     share: float = 0.0
     """A budget's spend over its limit, for budget events."""
+    request: ChatRequest | None = None
+    response: ChatResponse | None = None
+    attempts: tuple[Attempt, ...] = ()
+    streamed: bool = False
+    started_at: float = 0.0
 
     @property
     def cost_usd(self) -> float:

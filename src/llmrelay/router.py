@@ -244,18 +244,20 @@ class Router:
                     f"{candidate.context_window}-token window; not sent"
                 )
                 skipped.append(_skipped(candidate, "ContextWindowExceeded", message))
-                self._emit(EventKind.SKIPPED, group, candidate, error="ContextWindowExceeded")
+                self._emit(EventKind.SKIPPED, group, candidate, error="ContextWindowExceeded",
+                           request_id=request_id)  # fmt: skip
                 continue
             try:
                 candidate.scheduled.provider.check(request, stream=stream)
             except BadRequest as exc:
                 refusals.append(exc)
                 skipped.append(_skipped(candidate, "BadRequest", f"{exc.message}; not sent"))
-                self._emit(EventKind.SKIPPED, group, candidate, error="BadRequest")
+                self._emit(EventKind.SKIPPED, group, candidate, error="BadRequest",
+                           request_id=request_id)  # fmt: skip
                 continue
             fit.append(candidate)
         if fit and cheaper:
-            fit = self._downgraded(group, fit, input_tokens, request.max_tokens)
+            fit = self._downgraded(group, fit, input_tokens, request.max_tokens, request_id)
         if not fit and refusals:
             raise refusals[0]
         if not fit:
@@ -269,7 +271,12 @@ class Router:
         return _Route(group, request, input_tokens, fit, skipped, request_id)
 
     def _downgraded(
-        self, group: ModelGroup, fit: list[Candidate], input_tokens: int, max_tokens: int | None
+        self,
+        group: ModelGroup,
+        fit: list[Candidate],
+        input_tokens: int,
+        max_tokens: int | None,
+        request_id: str,
     ) -> list[Candidate]:
         """A budget is nearly spent: the group's ``downgrade`` targets first, else the
         cheapest deployments that can serve; an event when the first choice changes."""
@@ -280,7 +287,7 @@ class Router:
             chosen = sorted(fit, key=lambda c: _worst_case(c, input_tokens, max_tokens))
         own = {id(c) for c in group.members()}
         if chosen[0] is not next((c for c in fit if id(c) in own), None):
-            self._emit(EventKind.DOWNGRADED, group, chosen[0])
+            self._emit(EventKind.DOWNGRADED, group, chosen[0], request_id=request_id)
         return chosen
 
     # -- money ----------------------------------------------------------------------------
@@ -297,7 +304,8 @@ class Router:
         except BudgetExceeded as exc:
             route.refusal = route.refusal or exc
             route.attempts.append(_skipped(candidate, "BudgetExceeded", f"{exc}; not sent"))
-            self._emit(EventKind.BUDGET_REFUSED, route.group, candidate, error="BudgetExceeded")
+            self._emit(EventKind.BUDGET_REFUSED, route.group, candidate, error="BudgetExceeded",
+                       request_id=route.request_id)  # fmt: skip
             return False, None
 
     async def _settle(self, route: _Route, candidate: Candidate, hold: Any, usage: Usage) -> int:
@@ -337,13 +345,14 @@ class Router:
         model_group = self.group(group)
         self.routed += 1
         request_id = request_id or new_request_id()
+        began = time.time()
         try:
             route = await self._route(model_group, request, request_id, stream=False)
             response = await self._send(route)
         except BaseException as exc:
-            self._finished(model_group, None, exc, request_id)
+            self._finished(model_group, request, request_id, began, False, None, exc)
             raise
-        self._finished(model_group, response, None, request_id)
+        self._finished(model_group, request, request_id, began, False, response, None)
         return response
 
     async def _send(self, route: _Route) -> RoutedResponse:
@@ -430,7 +439,7 @@ class Router:
                 self.hedged += 1
                 launch(second)
                 pending = {t for t in started if not t.done()}
-                self._emit(EventKind.HEDGED, route.group, first)
+                self._emit(EventKind.HEDGED, route.group, first, request_id=route.request_id)
         try:
             while pending or done:
                 if not done:
@@ -472,6 +481,7 @@ class Router:
         model_group = self.group(group)
         self.routed += 1
         request_id = request_id or new_request_id()
+        began = time.time()
         answered: ChatResponse | None = None
         try:
             route = await self._route(model_group, request, request_id, stream=True)
@@ -483,9 +493,9 @@ class Router:
                     continue
                 yield event
         except BaseException as exc:
-            self._finished(model_group, None, exc, request_id)
+            self._finished(model_group, request, request_id, began, True, None, exc)
             raise
-        self._finished(model_group, answered, None, request_id)
+        self._finished(model_group, request, request_id, began, True, answered, None)
 
     async def _stream(self, route: _Route) -> AsyncIterator[StreamEvent | ChatResponse]:
         while route.remaining:
@@ -527,7 +537,10 @@ class Router:
                             usage = event.usage or Usage()
                             response = ChatResponse(
                                 content="".join(text),
+                                finish_reason=event.finish_reason,
                                 usage=usage,
+                                model=opening.model if opening else "",
+                                id=opening.id if opening else "",
                                 latency_s=time.perf_counter() - started,
                                 ttft_s=ttft,
                                 cost_micros=await self._settle(route, candidate, hold, usage),
@@ -632,14 +645,14 @@ class Router:
         elapsed = time.perf_counter() - started
         route.attempts.append(_failed(candidate, exc, elapsed))
         self._emit(EventKind.ATTEMPT_FAILED, route.group, candidate, exc, elapsed,
-                   len(route.attempts) - 1)  # fmt: skip
+                   len(route.attempts) - 1, request_id=route.request_id)  # fmt: skip
         if isinstance(exc, _OUTAGES):
             candidate.breaker.record_failure()
 
     def _exhausted(self, route: _Route) -> AllModelsExhausted | BudgetExceeded:
         """What to raise when no deployment answered: the budget's refusal if a budget
         stopped one from being tried, else :class:`AllModelsExhausted`."""
-        self._emit(EventKind.EXHAUSTED, route.group, None)
+        self._emit(EventKind.EXHAUSTED, route.group, None, request_id=route.request_id)
         if route.refusal is not None:
             route.refusal.attempts = route.attempts
             return route.refusal
@@ -651,7 +664,8 @@ class Router:
         if candidate.breaker.allow():
             return True
         route.attempts.append(_skipped(candidate, "CircuitOpen", "circuit breaker open; not sent"))
-        self._emit(EventKind.SKIPPED, route.group, candidate, error="CircuitOpen")
+        self._emit(EventKind.SKIPPED, route.group, candidate, error="CircuitOpen",
+                   request_id=route.request_id)  # fmt: skip
         return False
 
     # -- outcomes -------------------------------------------------------------------------
@@ -672,7 +686,7 @@ class Router:
         usage, cost = response.usage, response.cost_micros
         if len(attempts) > 1:  # why the first choice was left: the first attempt's error
             self._emit(EventKind.FELL_BACK, group, candidate, attempt=len(attempts) - 1,
-                       error=attempts[0].error)  # fmt: skip
+                       error=attempts[0].error, request_id=route.request_id)  # fmt: skip
         self.events.emit(
             Event(
                 kind=EventKind.ATTEMPT_SUCCEEDED,
@@ -683,32 +697,46 @@ class Router:
                 output_tokens=usage.output_tokens,
                 cost_micros=cost,
                 attempt=len(attempts) - 1,
+                request_id=route.request_id,
             )
         )
         response.attempts, response.group = list(attempts), group.name
         response.request_id = route.request_id
         response.deployment = response.deployment or candidate.id
+        response.provider = response.provider or candidate.provider
         return response
 
     def _finished(
         self,
         group: ModelGroup,
+        request: ChatRequest,
+        request_id: str,
+        began: float,
+        streamed: bool,
         response: ChatResponse | None,
         exc: BaseException | None,
-        request_id: str,
     ) -> None:
-        """The one event every routed request ends with, whatever its outcome."""
+        """The one event every routed request ends with, whatever its outcome: it carries
+        the request, the answer (or the error) and every attempt, for the observers."""
+        latency = time.time() - began
         if response is not None:
             event = Event(kind=EventKind.FINISHED, group=group.name,
                           deployment=response.deployment, attempt=len(response.attempts) - 1,
-                          latency_s=sum(a.latency_s + a.wait_s for a in response.attempts),
-                          cost_micros=response.cost_micros, request_id=request_id)  # fmt: skip
+                          latency_s=latency, input_tokens=response.usage.input_tokens,
+                          output_tokens=response.usage.output_tokens,
+                          cost_micros=response.cost_micros, request_id=request_id,
+                          request=request, response=response,
+                          attempts=tuple(response.attempts), streamed=streamed,
+                          started_at=began)  # fmt: skip
         else:
             cancelled = isinstance(exc, asyncio.CancelledError | GeneratorExit)
             name = "Cancelled" if cancelled else type(exc).__name__
             message = exc.message if isinstance(exc, ProviderError) else str(exc or "")
+            attempts = getattr(exc, "attempts", None)
             event = Event(kind=EventKind.FINISHED, group=group.name, error=name, message=message,
-                          request_id=request_id)  # fmt: skip
+                          latency_s=latency, request_id=request_id, request=request,
+                          attempts=tuple(attempts) if isinstance(attempts, list) else (),
+                          streamed=streamed, started_at=began)  # fmt: skip
         self.events.emit(event)
 
     def _emit(
@@ -721,6 +749,7 @@ class Router:
         attempt: int = 0,
         *,
         error: str | None = None,
+        request_id: str = "",
     ) -> None:
         self.events.emit(
             Event(
@@ -731,6 +760,7 @@ class Router:
                 message=exc.message if exc is not None else "",
                 latency_s=latency,
                 attempt=attempt,
+                request_id=request_id,
             )
         )
 
