@@ -12,7 +12,7 @@ scheduler, one event bus, and a provider adapter, limits and breaker per deploym
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,14 @@ from llmrelay.cache.responses import ResponseCache
 from llmrelay.cache.stores import StoreSettings, open_store
 from llmrelay.catalog import Catalog
 from llmrelay.client import SmartLLM, Stats
-from llmrelay.config import DeploymentSettings, RelaySettings, parse_settings
+from llmrelay.config import DeploymentSettings, RelaySettings, import_factory, parse_settings
 from llmrelay.cost import LEDGERS, Ledger, Spending
 from llmrelay.errors import ConfigError, UnknownProvider
 from llmrelay.events import Event, EventBus, EventKind
 from llmrelay.limits import LimitBackend, Limiter, Limits
+from llmrelay.observe import Observer, Sink
+from llmrelay.observe.live import RouterLive
+from llmrelay.observe.registry import open_sink
 from llmrelay.providers import (
     AnthropicProvider,
     Deployment,
@@ -50,6 +53,7 @@ class LLMBuilder:
     def __init__(self) -> None:
         self._data: dict[str, Any] = {"tier": "tier1", "models": {}}
         self._providers: dict[str, ProviderFactory] = {}
+        self._sinks: list[Sink] = []
 
     def _group(self, name: str) -> dict[str, Any]:
         groups: dict[str, dict[str, Any]] = self._data["models"]
@@ -207,6 +211,19 @@ class LLMBuilder:
         cache.setdefault("semantic", {}).update({"backend": backend, **semantic})
         return self
 
+    def with_observer(self, sink: Sink | str, **settings: Any) -> LLMBuilder:
+        """Feed the router's events to ``sink``: an object with ``handle(event)`` and
+        ``close()`` (see :mod:`llmrelay.observe`), or the name of a built-in sink —
+        ``logs``, ``prometheus``, ``otel``, ``langfuse``, ``analytics`` — with the keys of
+        its ``observe.<name>:`` section."""
+        if isinstance(sink, str):
+            self._section("observe").setdefault(sink, {}).update(settings)
+        elif settings:
+            raise TypeError("settings are given to a built-in sink by name, not to an object")
+        else:
+            self._sinks.append(sink)
+        return self
+
     def with_catalog(self, entries: dict[str, dict[str, Any]]) -> LLMBuilder:
         """Override or add catalog entries (``{"provider/model": {...}}``)."""
         self._section("catalog").update(entries)
@@ -218,17 +235,21 @@ class LLMBuilder:
 
     def build(self) -> SmartLLM:
         settings = parse_settings(self.settings(), "LLMBuilder", providers=self._providers)
-        return SmartLLM(**assemble(settings, "LLMBuilder", self._providers))
+        return SmartLLM(**assemble(settings, "LLMBuilder", self._providers, self._sinks))
 
 
 def assemble(
-    settings: RelaySettings, source: str, providers: Mapping[str, ProviderFactory] | None = None
+    settings: RelaySettings,
+    source: str,
+    providers: Mapping[str, ProviderFactory] | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> dict[str, Any]:
     """The keyword arguments of :class:`SmartLLM` that ``settings`` describe.
 
-    ``providers`` are adapters registered in code, besides those under ``providers:``.
+    ``providers`` are adapters registered in code, besides those under ``providers:``;
+    ``sinks`` are observers given as objects, besides those under ``observe:``.
     """
-    return _Assembly(settings, source, providers or {}).build()
+    return _Assembly(settings, source, providers or {}).build(sinks)
 
 
 class _Assembly:
@@ -259,7 +280,7 @@ class _Assembly:
 
         return RedisBackend(self.settings.redis_url)
 
-    def build(self) -> dict[str, Any]:
+    def build(self, sinks: Sequence[Sink]) -> dict[str, Any]:
         try:
             groups = {
                 name: ModelGroup(
@@ -288,9 +309,47 @@ class _Assembly:
         except ValueError as exc:
             raise ConfigError(f"{self.source}: {exc}") from None
         default = "default" if "default" in groups else next(iter(groups))
+        cache = self._cache()
+        observer = self._observer(sinks)
+        if observer is not None:
+            budgets = spending.budgets if spending is not None else None
+            observer.attach(RouterLive(router, self.scheduler, budgets))
+            self.events.subscribe(observer)
         return {"router": router, "stats": self.stats, "scheduler": self.scheduler,
                 "client": self.client, "default_group": default, "spending": spending,
-                "cache": self._cache()}  # fmt: skip
+                "cache": cache, "observer": observer}  # fmt: skip
+
+    def _observer(self, given: Sequence[Sink]) -> Observer | None:
+        """The sinks configured under ``observe:`` and those given in code, if any."""
+        settings = self.settings.observe
+        opened: list[Sink] = []
+        try:
+            for name, spec in settings.configured():
+                opened.append(self._open_sink(name, spec))
+            for name, path in settings.sinks.items():
+                made = import_factory(path)()
+                if not isinstance(made, Sink):
+                    where = f"{self.source}: observe.sinks.{name}"
+                    raise ConfigError(f"{where}: {path} made {made!r}, which is not a sink "
+                                      "(it needs handle(event) and close())")  # fmt: skip
+                opened.append(made)
+        except BaseException:
+            for sink in opened:  # the ones opened before the failure (a metrics port…)
+                sink.close()
+            raise
+        sinks = [*given, *opened]
+        return Observer(sinks, queue_size=settings.queue_size) if sinks else None
+
+    def _open_sink(self, name: str, spec: Any) -> Sink:
+        try:
+            return open_sink(name, spec)
+        except ImportError as exc:
+            raise ConfigError(
+                f"{self.source}: observe.{name} needs an extra that is not "
+                f"installed (pip install 'llmrelay[{name}]'): {exc}"
+            ) from None
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"{self.source}: observe.{name}: {exc}") from None
 
     def _spending(self) -> Spending | None:
         """Budgets and the ledger, when configured (else the router prices calls alone)."""

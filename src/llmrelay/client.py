@@ -22,6 +22,7 @@ from llmrelay.cost import Spending
 from llmrelay.errors import BadRequest, LLMRelayError
 from llmrelay.events import Event, EventKind
 from llmrelay.inputs import Prompt, to_request
+from llmrelay.observe import Observer
 from llmrelay.providers import HttpClient
 from llmrelay.providers.registry import ProviderFactory
 from llmrelay.router import Router, new_request_id
@@ -240,12 +241,14 @@ class _Owned:
         client: HttpClient,
         spending: Spending | None,
         cache: ResponseCache | None,
+        observer: Observer | None,
     ) -> None:
         self.router = router
         self.scheduler = scheduler
         self.client = client
         self.spending = spending
         self.cache = cache
+        self.observer = observer
         self.sync = _LoopThread()
         self.loop: asyncio.AbstractEventLoop | None = None
         """The loop of the first async call: every connection and queue lives there."""
@@ -280,6 +283,7 @@ class _Owned:
             self.client.aclose,
             *((self.spending.aclose,) if self.spending else ()),  # the ledger's last rows
             *((self.cache.aclose,) if self.cache else ()),
+            *((self._close_observer,) if self.observer else ()),  # after the last event
         ):
             try:
                 await close()
@@ -291,6 +295,12 @@ class _Owned:
             await asyncio.wait([guard])
         if failures:
             raise failures[0]
+
+    async def _close_observer(self) -> None:
+        """Let every sink handle the events it was given, then close it (off the loop:
+        a sink may block on I/O while it flushes)."""
+        if self.observer is not None:
+            await asyncio.to_thread(self.observer.close)
 
     def running_here(self) -> bool:
         """Whether the bound loop is the one running in this thread."""
@@ -346,7 +356,8 @@ class SmartLLM:
     ``submit`` callers alike — but not, in addition, a loop of yours.
 
     **It owns and closes everything once**: the HTTP client, the scheduler, the limiter's
-    backend (a Redis pool) and the provider adapters. Close with ``await llm.aclose()``,
+    backend (a Redis pool), the provider adapters, the ledger, the caches and the observer
+    (whose sinks handle every event before they close). Close with ``await llm.aclose()``,
     ``llm.close()``, or ``async with`` / ``with``; closing twice does nothing, and any call
     after it raises :class:`LLMRelayError`. What is not closed is closed for you, cleanly:
     when the loop it is bound to ends (``asyncio.run``), or at exit for the sync API.
@@ -362,6 +373,7 @@ class SmartLLM:
         default_group: str = "default",
         spending: Spending | None = None,
         cache: ResponseCache | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.router = router
         self.stats = stats
@@ -372,7 +384,9 @@ class SmartLLM:
         """Budgets and the spend ledger, when configured."""
         self.cache = cache
         """The response cache, when configured."""
-        self._owned = _Owned(router, scheduler, client, spending, cache)
+        self.observer = observer
+        """The sinks fed the router's events (:mod:`llmrelay.observe`), when configured."""
+        self._owned = _Owned(router, scheduler, client, spending, cache, observer)
         self._finalizer = weakref.finalize(self, self._owned.finalize)
 
     # -- construction -------------------------------------------------------------------
@@ -578,6 +592,7 @@ class SmartLLM:
         budgets = self.spending.budgets if self.spending else None
         stats["budgets"] = budgets.last_seen() if budgets else []
         stats["cache"] = self.cache.stats() if self.cache else None
+        stats["observe"] = self.observer.stats() if self.observer else {}
         return stats
 
     async def aget_stats(self) -> dict[str, Any]:

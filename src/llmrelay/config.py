@@ -68,7 +68,7 @@ import itertools
 import os
 import re
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import urlsplit
@@ -87,10 +87,17 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from llmrelay.analytics.settings import AnalyticsSettings
 from llmrelay.budget import BudgetLimit, BudgetPolicy
 from llmrelay.catalog import Catalog
 from llmrelay.errors import ConfigError
 from llmrelay.limits import DIMENSIONS, Limits
+from llmrelay.observe import DEFAULT_QUEUE_SIZE
+from llmrelay.observe.langfuse import LangfuseSettings
+from llmrelay.observe.logs import LogSettings
+from llmrelay.observe.otel import OtelSettings
+from llmrelay.observe.prometheus import PrometheusSettings
+from llmrelay.observe.registry import SINKS
 from llmrelay.providers import Timeouts
 from llmrelay.providers.registry import ProviderFactory, default_registry
 from llmrelay.router import RouterConfig
@@ -396,6 +403,63 @@ class CacheSettings(_Section):
     are, being the deterministic ones; a call may opt in or out with ``cache=``)."""
 
 
+class _SinkSection(_Derived):
+    def runtime(self) -> msgspec.Struct:
+        """The sink's settings struct."""
+        struct, _ = self._parts[0]
+        return build(self, struct)
+
+
+class LogSection(_SinkSection, derived(LogSettings)):  # type: ignore[misc]  # a base made from LogSettings
+    """``observe.logs:`` — one structlog line per request."""
+
+
+class PrometheusSection(_SinkSection, derived(PrometheusSettings)):  # type: ignore[misc]  # a base made from PrometheusSettings
+    """``observe.prometheus:`` — Prometheus metrics."""
+
+
+class OtelSection(_SinkSection, derived(OtelSettings)):  # type: ignore[misc]  # a base made from OtelSettings
+    """``observe.otel:`` — OpenTelemetry spans (extra ``otel``)."""
+
+
+class LangfuseSection(_SinkSection, derived(LangfuseSettings)):  # type: ignore[misc]  # a base made from LangfuseSettings
+    """``observe.langfuse:`` — Langfuse generations (extra ``langfuse``)."""
+
+
+class AnalyticsSection(_SinkSection, derived(AnalyticsSettings)):  # type: ignore[misc]  # a base made from AnalyticsSettings
+    """``observe.analytics:`` — per-request figures for analysis and ``llmrelay report``."""
+
+
+class ObserveSettings(_Section):
+    """``observe:`` — sinks fed the router's events (:mod:`llmrelay.observe`). A built-in
+    sink is on when its key is present (``logs: {}`` takes its defaults)."""
+
+    queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, gt=0)
+    """Events a sink may fall behind by before further ones are dropped (and counted)."""
+    logs: LogSection | None = None
+    prometheus: PrometheusSection | None = None
+    otel: OtelSection | None = None
+    langfuse: LangfuseSection | None = None
+    analytics: AnalyticsSection | None = None
+    sinks: dict[str, str] = Field(default_factory=dict)
+    """More sinks: name → ``package.module:factory``, called with no arguments."""
+
+    @field_validator("sinks")
+    @classmethod
+    def _importable_sinks(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            try:
+                import_factory(path)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return value
+
+    def configured(self) -> list[tuple[str, msgspec.Struct]]:
+        """The built-in sinks that are on: name and settings, in registry order."""
+        sections = ((name, getattr(self, name)) for name in SINKS)
+        return [(name, section.runtime()) for name, section in sections if section is not None]
+
+
 class RelaySettings(_Section):
     """The whole configuration (the YAML file's top level)."""
 
@@ -411,6 +475,7 @@ class RelaySettings(_Section):
     budget: BudgetSettings | None = None
     spend: SpendSettings = Field(default_factory=SpendSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    observe: ObserveSettings = Field(default_factory=ObserveSettings)
     media: Any = None
     """``media:`` — the video-filename parser's settings (:mod:`llmrelay.media.config`)."""
     agents: Any = None
@@ -495,8 +560,9 @@ def _unknown_tier(tier: str, provider: str, known: set[str]) -> str:
     return f"unknown tier {tier!r} for {provider} (known: {', '.join(sorted(known))})"
 
 
-def import_factory(path: str) -> ProviderFactory:
-    """The class or factory at ``package.module:name``; ``ValueError`` saying what failed."""
+def import_factory(path: str) -> Callable[..., Any]:
+    """The class or factory at ``package.module:name`` (a provider adapter, a sink);
+    ``ValueError`` saying what failed."""
     module_name, _, attribute = path.strip().partition(":")
     if not module_name or not attribute:
         raise ValueError(f"expected 'package.module:ClassName', got {path!r}")

@@ -1,47 +1,35 @@
-"""The sinks that configuration names: ``observe.<name>:`` → settings struct and opener.
+"""The built-in sinks configuration names: ``observe.<name>:`` → the function opening it.
 
-Each opener imports its sink's libraries only when called, so an extra that is not
-installed matters only to those who configure its sink.
+An opener takes the sink's settings struct (``observe.<name>:`` validated by
+:mod:`llmrelay.config`) and returns the sink. Each is imported when its sink is
+configured, so an extra that is not installed matters only to those who use its sink.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import msgspec
-
-from llmrelay.analytics.settings import AnalyticsSettings
-from llmrelay.observe.langfuse import LangfuseSettings
-from llmrelay.observe.logs import LogSettings
-from llmrelay.observe.otel import OtelSettings
-from llmrelay.observe.prometheus import PrometheusSettings
 from llmrelay.observe.sink import Sink
 
-
-@dataclass(frozen=True, slots=True)
-class SinkKind:
-    settings: type[msgspec.Struct]
-    opener: str
-    """``module:function`` taking the settings and returning the sink."""
-
-    def open(self, settings: Any) -> Sink:
-        module, _, name = self.opener.partition(":")
-        opened: Callable[[Any], Sink] = getattr(importlib.import_module(module), name)
-        return opened(settings)
-
-
-SINKS: Mapping[str, SinkKind] = MappingProxyType(
+SINKS: Mapping[str, str] = MappingProxyType(
     {
-        "logs": SinkKind(LogSettings, "llmrelay.observe.logs:open_sink"),
-        "prometheus": SinkKind(PrometheusSettings, "llmrelay.observe.prometheus:open_sink"),
-        "otel": SinkKind(OtelSettings, "llmrelay.observe.otel:open_sink"),
-        "langfuse": SinkKind(LangfuseSettings, "llmrelay.observe.langfuse:open_sink"),
-        "analytics": SinkKind(AnalyticsSettings, "llmrelay.analytics:open_sink"),
+        "logs": "llmrelay.observe.logs:open_sink",
+        "prometheus": "llmrelay.observe.prometheus:open_sink",
+        "otel": "llmrelay.observe.otel:open_sink",
+        "langfuse": "llmrelay.observe.langfuse:open_sink",
+        "analytics": "llmrelay.analytics:open_sink",
     }
 )
 
-__all__ = ["SINKS", "SinkKind"]
+
+def open_sink(name: str, settings: Any) -> Sink:
+    """The built-in sink ``name`` (a key of :data:`SINKS`) opened with ``settings``."""
+    module, _, function = SINKS[name].partition(":")
+    opener: Callable[[Any], Sink] = getattr(importlib.import_module(module), function)
+    return opener(settings)
+
+
+__all__ = ["SINKS", "open_sink"]
