@@ -14,7 +14,8 @@ Sections (``BENCH_ONLY=hotpath,tokens make bench`` runs some of them):
 - media: the file-name parser against guessit alone, its cache, LLM batching and accuracy;
 - agents: plans run as a DAG against their critical path and serial time; 200 runs at once;
 - money: what budgets (memory, SQLite, Redis counters) and the spend ledger add to a call,
-  exact-cache lookups and hits against misses, and the semantic cache's figures.
+  exact-cache lookups and hits against misses, and the semantic cache's figures;
+- observe: what each observability sink, and all of them together, add to a call.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from benchmarks import agents, hedging, hotpath, media, money, scheduling, tokens
+from benchmarks import agents, hedging, hotpath, media, money, observe, scheduling, tokens
 from benchmarks.bare import paired
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
@@ -192,6 +193,10 @@ SECTIONS: dict[str, Section] = {
     "money": Section(
         "money: budgets and the ledger against the bare router, the exact and semantic caches",
         lambda sim: money.report(asyncio.run(money.run(sim))),
+    ),
+    "observe": Section(
+        "observe: each sink, and all of them, against the bare router",
+        lambda sim: observe.report(asyncio.run(observe.run(sim))),
     ),
 }
 

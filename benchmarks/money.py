@@ -64,7 +64,7 @@ ROOMY: dict[str, Any] = {"rpm": 10**7, "tpm": 10**10, "rpd": 10**9}
 Figures = dict[str, Any]
 
 
-def _builder(sim: SimulatorHandle) -> LLMBuilder:
+def priced(sim: SimulatorHandle) -> LLMBuilder:
     return (
         LLMBuilder()
         .with_catalog(CATALOG)
@@ -88,7 +88,7 @@ def _p99(values: list[float]) -> float:
     return sorted(values)[int(0.99 * (len(values) - 1))]
 
 
-def _compare(base: list[float], other: list[float]) -> Figures:
+def compare(base: list[float], other: list[float]) -> Figures:
     """Paired figures in µs: medians and p99s of each, the median difference and ratio."""
     pairs = list(zip(base, other, strict=True))
     return {
@@ -106,18 +106,18 @@ async def overhead(sim: SimulatorHandle, tmp: Path, redis_missing: str | None) -
     run = uuid.uuid4().hex[:8]
     budget: dict[str, Any] = {"usd": 1e9, "name": f"bench-money-{run}", "downgrade_at": None}
     variants: dict[str, LLMBuilder | str] = {
-        "budget, memory counters": _builder(sim).with_budget(**budget, store="memory"),
-        "budget, SQLite counters": _builder(sim).with_budget(
+        "budget, memory counters": priced(sim).with_budget(**budget, store="memory"),
+        "budget, SQLite counters": priced(sim).with_budget(
             **budget, store="sqlite", path=str(tmp / "budget.sqlite3")
         ),
         "budget, Redis counters": redis_missing
-        or _builder(sim).with_budget(**budget, store="redis", redis_url=REDIS_URL),
-        "spend ledger, SQLite": _builder(sim).with_ledger(
+        or priced(sim).with_budget(**budget, store="redis", redis_url=REDIS_URL),
+        "spend ledger, SQLite": priced(sim).with_ledger(
             "sqlite", path=str(tmp / "spend.sqlite3")
         ),
     }
     results: Figures = {}
-    async with _builder(sim).build() as bare:
+    async with priced(sim).build() as bare:
         for name, variant in variants.items():
             if isinstance(variant, str):
                 results[name] = {"note": variant}
@@ -129,7 +129,7 @@ async def overhead(sim: SimulatorHandle, tmp: Path, redis_missing: str | None) -
                     ROUNDS,
                     WARMUP,
                 )
-                results[name] = _compare(base, other)
+                results[name] = compare(base, other)
     return results
 
 
@@ -159,11 +159,11 @@ async def cached_calls(sim: SimulatorHandle, tmp: Path, redis_missing: str | Non
             answer = await llm.ainvoke(prompt, temperature=0)  # noqa: B023 - used within the iteration
             assert answer.cached == "exact"
 
-        builder = _builder(sim).with_cache(backend, ttl_s=600, **options)
+        builder = priced(sim).with_cache(backend, ttl_s=600, **options)
         async with builder.build() as llm:
             await llm.ainvoke(prompt, temperature=0)
             misses, hits = await paired(lambda: miss(llm), lambda: hit(llm), ROUNDS, WARMUP)
-            results[backend] = _compare(misses, hits)
+            results[backend] = compare(misses, hits)
     return results
 
 
@@ -178,7 +178,7 @@ async def semantic() -> Figures:
     return figures if isinstance(figures, dict) else {"figures": figures}
 
 
-async def _quietest(watch: CpuWatch, block: Callable[[], Awaitable[Figures]]) -> Figures:
+async def quietest(watch: CpuWatch, block: Callable[[], Awaitable[Figures]]) -> Figures:
     """Run a block until other processes stay under NOISE of a core (at most 3 tries);
     keep the quietest run, with the share of a core they used during it."""
     best: Figures | None = None
@@ -208,9 +208,9 @@ async def _measure(sim: SimulatorHandle) -> Figures:
 
         return {
             "rounds": ROUNDS,
-            "overhead": await _quietest(watch, lambda: overhead(sim, tmp, redis_missing)),
-            "cache": await _quietest(watch, caches),
-            "semantic": await _quietest(watch, semantic),
+            "overhead": await quietest(watch, lambda: overhead(sim, tmp, redis_missing)),
+            "cache": await quietest(watch, caches),
+            "semantic": await quietest(watch, semantic),
         }
 
 
@@ -225,19 +225,19 @@ async def run(sim: SimulatorHandle | None = None) -> Figures:
 # -- reporting -------------------------------------------------------------------------------
 
 
-def _table(*columns: str) -> None:
+def table(*columns: str) -> None:
     print("| " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * (len(columns) - 1))
 
 
-def _row(name: str, f: Figures) -> str:
+def row(name: str, f: Figures) -> str:
     if "note" in f:
         return f"| {name} | {f['note']} |"
     return (f"| {name} | {f['base_p50_us']:,.0f} | {f['p50_us']:,.0f} | {f['diff_us']:+,.0f} | "
             f"{f['ratio']:.3f} | {f['base_p99_us']:,.0f} | {f['p99_us']:,.0f} |")  # fmt: skip
 
 
-def _others(figures: Figures) -> str:
+def others(figures: Figures) -> str:
     return f"(other processes used {figures['others_cpu']:.0%} of a core during the kept run)"
 
 
@@ -245,15 +245,15 @@ def report(results: Figures) -> None:
     overhead, cache, sem = results["overhead"], results["cache"], results["semantic"]
     print(f"{results['rounds']} pairs per row, alternating; µs; zero-latency simulator in its "
           "own process")  # fmt: skip
-    print(_others(overhead) + "\n")
-    _table("metered call vs bare router", "bare p50", "metered p50",
+    print(others(overhead) + "\n")
+    table("metered call vs bare router", "bare p50", "metered p50",
            "added (median of paired differences)", "ratio (median of paired ratios)",
            "bare p99", "metered p99")  # fmt: skip
     for name, figures in overhead.items():
         if name != "others_cpu":
-            print(_row(name, figures))
-    print("\n" + _others(cache) + "\n")
-    _table("exact cache, one lookup (ExactCache.get)", "median", "p99",
+            print(row(name, figures))
+    print("\n" + others(cache) + "\n")
+    table("exact cache, one lookup (ExactCache.get)", "median", "p99",
            "store's share (median of hit - decode alone)")  # fmt: skip
     for backend, f in cache["lookup"].items():
         if "note" in f:
@@ -261,12 +261,12 @@ def report(results: Figures) -> None:
         else:
             print(f"| {backend} | {f['median_us']} | {f['p99_us']} | {f['store_median_us']} |")
     print()
-    _table("exact cache through SmartLLM.ainvoke", "miss p50", "hit p50",
+    table("exact cache through SmartLLM.ainvoke", "miss p50", "hit p50",
            "hit - miss (median of paired differences)", "hit / miss (median of paired ratios)",
            "miss p99", "hit p99")  # fmt: skip
     for backend, figures in cache["calls"].items():
-        print(_row(backend, figures))
-    print("\nsemantic cache " + _others(sem) + ":")
+        print(row(backend, figures))
+    print("\nsemantic cache " + others(sem) + ":")
     for name, value in sem.items():
         if name != "others_cpu":
             print(f"- {name}: {value}")
