@@ -18,7 +18,7 @@ from llmrelay.errors import (
     StreamInterrupted,
     UnknownModelGroup,
 )
-from llmrelay.routing import BreakerConfig, CircuitBreaker
+from llmrelay.routing import BreakerConfig, BreakerState, CircuitBreaker
 from llmrelay.testing import SimulatorHandle
 from llmrelay.types import ChatRequest, Message, StreamEnd, TextDelta
 
@@ -142,6 +142,22 @@ async def test_breaker_opens_half_opens_and_recovers(
     assert llm.breaker_states()["openai/sim-openai"] == "half_open"
     assert (await llm.ainvoke("hi")).deployment == "openai/sim-openai"
     assert llm.breaker_states()["openai/sim-openai"] == "closed"
+
+
+def test_peek_reads_a_breaker_without_moving_it() -> None:
+    """``peek`` (read from other threads) says half-open when due, but the move to it, and
+    its event, happen only on the router's own read."""
+    now, changes = [0.0], []
+    breaker = CircuitBreaker(
+        "d", BreakerConfig(failure_threshold=1, cooldown_s=30), clock=lambda: now[0],
+        on_change=lambda _, old, new: changes.append((old.value, new.value)),
+    )  # fmt: skip
+    breaker.record_failure()
+    now[0] = 30
+    assert breaker.peek() is BreakerState.HALF_OPEN
+    assert changes == [("closed", "open")]
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert changes == [("closed", "open"), ("open", "half_open")]
 
 
 async def test_transient_error_is_retried_on_the_same_deployment(

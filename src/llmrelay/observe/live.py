@@ -33,7 +33,7 @@ class RouterLive:
                 provider=c.provider,
                 model=c.scheduled.provider.deployment.model,
                 groups=tuple(groups.get(c.id, ())),
-                breaker=c.breaker.state.value,
+                breaker=c.breaker.peek().value,
                 in_flight=c.in_flight,
                 queued=self._scheduler.queued(c.scheduled.key),
                 headroom=c.headroom,

@@ -67,6 +67,16 @@ class CircuitBreaker:
             self._probes = 0
         return self._state
 
+    def peek(self) -> BreakerState:
+        """What :attr:`state` would say, without moving an open breaker to half-open:
+        safe to read from another thread (a metrics scrape)."""
+        if (
+            self._state is BreakerState.OPEN
+            and self._clock() - self._opened_at >= self.config.cooldown_s
+        ):
+            return BreakerState.HALF_OPEN
+        return self._state
+
     @property
     def consecutive_failures(self) -> int:
         return self._failures
