@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmrelay.agents import cli as agents_cli  # argparse only; run() imports the rest
+from llmrelay.analytics import cli as analytics_cli  # argparse only; run() imports the rest
 from llmrelay.errors import LLMRelayError
 from llmrelay.media import cli as media_cli  # argparse only; run() imports the rest
 
@@ -122,6 +123,12 @@ COMMANDS: dict[str, Command] = {
         ),
         configure=agents_cli.configure,
         run=agents_cli.run,
+    ),
+    "report": Command(
+        help="per model group and deployment: calls, errors, latency, cost, cache, quality",
+        description=analytics_cli.DESCRIPTION,
+        configure=analytics_cli.configure,
+        run=analytics_cli.run,
     ),
 }
 

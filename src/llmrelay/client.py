@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from llmrelay.cache.responses import Hit, ResponseCache
 from llmrelay.config import RelaySettings, load_settings
@@ -27,6 +27,10 @@ from llmrelay.providers import HttpClient
 from llmrelay.providers.registry import ProviderFactory
 from llmrelay.router import Router, new_request_id
 from llmrelay.scheduling import Scheduler
+
+if TYPE_CHECKING:
+    from llmrelay.analytics import Analytics, Choice
+
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -386,6 +390,7 @@ class SmartLLM:
         """The response cache, when configured."""
         self.observer = observer
         """The sinks fed the router's events (:mod:`llmrelay.observe`), when configured."""
+        self._analytics: Analytics | None = None
         self._owned = _Owned(router, scheduler, client, spending, cache, observer)
         self._finalizer = weakref.finalize(self, self._owned.finalize)
 
@@ -602,6 +607,50 @@ class SmartLLM:
         if budgets is not None:
             stats["budgets"] = await budgets.snapshot()
         return stats
+
+    # -- analytics ------------------------------------------------------------------------
+
+    @property
+    def analytics(self) -> Analytics:
+        """Queries over the analytics store (``observe.analytics``): ``stats``,
+        ``best_model_for``, ``feedback``; :class:`LLMRelayError` when it is not configured."""
+        from llmrelay.analytics import AnalyticsSink  # the analytics layer imports this one
+
+        if self._analytics is None:
+            sinks = self.observer.sinks if self.observer is not None else []
+            sink = next((s for s in sinks if isinstance(s, AnalyticsSink)), None)
+            if sink is None:
+                raise LLMRelayError(
+                    "analytics is not configured: add observe.analytics to the config "
+                    "(or LLMBuilder.with_observer('analytics'))"
+                )
+            self._analytics = sink.analytics()
+        return self._analytics
+
+    def feedback(self, request_id: str, score: float, comment: str | None = None) -> None:
+        """Score the answer ``request_id`` (its ``response.request_id``): a quality in
+        [0, 1] that ``best_model_for(..., optimize_for="quality")`` ranks by."""
+        analytics = self.analytics
+        if self.observer is not None:
+            self.observer.flush(timeout=10)  # the answer's row may still be on its way
+        analytics.feedback(request_id, score, comment)
+
+    async def afeedback(self, request_id: str, score: float, comment: str | None = None) -> None:
+        """:meth:`feedback` without blocking the event loop."""
+        await asyncio.to_thread(self.feedback, request_id, score, comment)
+
+    def best_model_for(
+        self,
+        task: str | None,
+        optimize_for: Literal["cost", "speed", "quality"] = "cost",
+        **bounds: Any,
+    ) -> Choice | None:
+        """The deployment that served ``task`` best so far (see
+        :meth:`llmrelay.analytics.Analytics.best_model_for` for ``bounds``: ``min_quality``,
+        ``min_calls``, ``max_error_rate``, ``since``, ``group``…); ``None`` when none
+        qualifies. Reads the store: call it from a thread, not the event loop, when it
+        is PostgreSQL far away."""
+        return self.analytics.best_model_for(task, optimize_for, **bounds)
 
     def breaker_states(self) -> dict[str, str]:
         return {c.id: c.breaker.state.value for c in self.router.candidates()}

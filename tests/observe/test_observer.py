@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmrelay import LLMBuilder, SmartLLM
-from llmrelay.errors import ConfigError
+from llmrelay.errors import BadRequest, ConfigError, LLMRelayError
 from llmrelay.events import Event, EventKind
 from llmrelay.observe import Observer
 from llmrelay.testing import SimulatorHandle
@@ -215,3 +215,30 @@ def test_a_bad_sink_path_names_the_file_and_key(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"(?s)bad\.yaml.*observe\.sinks: mine: .*no\.such"):
         SmartLLM.from_config(config)
+
+
+def test_feedback_scores_an_answer_for_analytics(
+    simulator: SimulatorHandle, tmp_path: Path
+) -> None:
+    """``llm.feedback`` lands on the answer's row, even right after the call."""
+    llm = builder(simulator).with_observer("analytics", path=str(tmp_path / "a.sqlite")).build()
+    try:
+        answer = llm.invoke("hello", metadata={"task": "greet"})
+        llm.feedback(answer.request_id, 0.75)
+        (stats,) = llm.analytics.stats(task="greet")
+        assert (stats.deployment, stats.quality_mean, stats.quality_n) == (
+            "openai/sim-openai", 0.75, 1,
+        )  # fmt: skip
+        with pytest.raises(BadRequest, match="score"):
+            llm.feedback(answer.request_id, 2)
+    finally:
+        llm.close()
+
+
+def test_analytics_unconfigured_says_how_to_configure_it(simulator: SimulatorHandle) -> None:
+    llm = builder(simulator).build()
+    try:
+        with pytest.raises(LLMRelayError, match=r"observe\.analytics"):
+            llm.feedback("x", 1.0)
+    finally:
+        llm.close()
