@@ -303,8 +303,12 @@ class _Owned:
     async def _close_observer(self) -> None:
         """Let every sink handle the events it was given, then close it (off the loop:
         a sink may block on I/O while it flushes)."""
-        if self.observer is not None:
+        if self.observer is None:
+            return
+        try:
             await asyncio.to_thread(self.observer.close)
+        except RuntimeError:  # at interpreter exit no new thread may start: close here
+            self.observer.close()
 
     def running_here(self) -> bool:
         """Whether the bound loop is the one running in this thread."""

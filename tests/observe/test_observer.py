@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -242,3 +244,18 @@ def test_analytics_unconfigured_says_how_to_configure_it(simulator: SimulatorHan
             llm.feedback("x", 1.0)
     finally:
         llm.close()
+
+
+def test_a_client_left_open_at_exit_still_delivers_and_closes(simulator: SimulatorHandle) -> None:
+    """At interpreter exit the unclosed client's sinks handle their events and close cleanly."""
+    script = (
+        "from llmrelay import LLMBuilder\n"
+        "llm = LLMBuilder().with_primary('openai', 'sim-openai', "
+        f"base_url='{simulator.url}/v1', api_key='sk-exit').with_observer('logs').build()\n"
+        "llm.invoke('hello')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert '"event": "request"' in done.stderr
