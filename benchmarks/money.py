@@ -112,9 +112,7 @@ async def overhead(sim: SimulatorHandle, tmp: Path, redis_missing: str | None) -
         ),
         "budget, Redis counters": redis_missing
         or priced(sim).with_budget(**budget, store="redis", redis_url=REDIS_URL),
-        "spend ledger, SQLite": priced(sim).with_ledger(
-            "sqlite", path=str(tmp / "spend.sqlite3")
-        ),
+        "spend ledger, SQLite": priced(sim).with_ledger("sqlite", path=str(tmp / "spend.sqlite3")),
     }
     results: Figures = {}
     async with priced(sim).build() as bare:
