@@ -62,7 +62,6 @@ provider adapter, as the official SDKs do: ``OPENAI_API_KEY`` / ``OPENAI_BASE_UR
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import itertools
 import os
@@ -91,6 +90,7 @@ from llmrelay.analytics.settings import AnalyticsSettings
 from llmrelay.budget import BudgetLimit, BudgetPolicy
 from llmrelay.catalog import Catalog
 from llmrelay.errors import ConfigError
+from llmrelay.imports import import_callable
 from llmrelay.limits import DIMENSIONS, Limits
 from llmrelay.observe import DEFAULT_QUEUE_SIZE
 from llmrelay.observe.langfuse import LangfuseSettings
@@ -563,18 +563,7 @@ def _unknown_tier(tier: str, provider: str, known: set[str]) -> str:
 def import_factory(path: str) -> Callable[..., Any]:
     """The class or factory at ``package.module:name`` (a provider adapter, a sink);
     ``ValueError`` saying what failed."""
-    module_name, _, attribute = path.strip().partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"expected 'package.module:ClassName', got {path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
-    found = getattr(module, attribute, None)
-    if not callable(found):
-        raise ValueError(f"{module_name!r} has no class or factory named {attribute!r}")
-    factory: ProviderFactory = found
-    return factory
+    return import_callable(path)
 
 
 # -- reading -------------------------------------------------------------------------------

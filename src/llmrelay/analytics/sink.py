@@ -10,7 +10,6 @@ queued is written on :meth:`close`.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ from llmrelay.analytics.records import RequestRow, row_of
 from llmrelay.analytics.settings import AnalyticsSettings
 from llmrelay.analytics.store import Store, open_store
 from llmrelay.events import Event, EventKind
+from llmrelay.imports import import_callable
 from llmrelay.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
@@ -39,17 +39,10 @@ MAX_PENDING = 100_000
 
 def load_evaluator(path: str) -> Evaluator:
     """The function at ``package.module:function``; ``ValueError`` saying what failed."""
-    module_name, _, attribute = path.strip().partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"evaluator: expected 'package.module:function', got {path!r}")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"evaluator: cannot import {module_name!r}: {exc}") from None
-    found = getattr(module, attribute, None)
-    if not callable(found):
-        raise ValueError(f"evaluator: {module_name!r} has no function {attribute!r}")
-    evaluator: Evaluator = found
+        evaluator: Evaluator = import_callable(path, shape="function", noun="function")
+    except ValueError as exc:
+        raise ValueError(f"evaluator: {exc}") from None
     return evaluator
 
 

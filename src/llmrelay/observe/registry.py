@@ -7,11 +7,11 @@ configured, so an extra that is not installed matters only to those who use its 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from llmrelay.imports import import_callable
 from llmrelay.observe.sink import Sink
 
 SINKS: Mapping[str, str] = MappingProxyType(
@@ -27,8 +27,7 @@ SINKS: Mapping[str, str] = MappingProxyType(
 
 def open_sink(name: str, settings: Any) -> Sink:
     """The built-in sink ``name`` (a key of :data:`SINKS`) opened with ``settings``."""
-    module, _, function = SINKS[name].partition(":")
-    opener: Callable[[Any], Sink] = getattr(importlib.import_module(module), function)
+    opener: Callable[[Any], Sink] = import_callable(SINKS[name])
     return opener(settings)
 
 
