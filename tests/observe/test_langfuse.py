@@ -8,17 +8,14 @@ classes. Closing the SmartLLM closes the sink, which flushes synchronously.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -30,6 +27,7 @@ from llmrelay import LLMBuilder, SmartLLM
 from llmrelay.errors import AllModelsExhausted, ConfigError
 from llmrelay.observe.langfuse import LangfuseSettings, LangfuseSink
 from llmrelay.testing import SimulatorHandle
+from observe.loopback import Loopback
 
 SIM = {"context_window": 16000, "max_output_tokens": 4096}
 PRICED = {
@@ -58,40 +56,8 @@ def value(any_value: AnyValue) -> Any:
     return getattr(any_value, kind) if kind else None
 
 
-class LangfuseServer:
+class LangfuseServer(Loopback):
     """A loopback stand-in for Langfuse's HTTP API that keeps every request it is sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-        requests = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                requests.append((self.command, self.path, headers, body))
-                traces = self.path == TRACES
-                reply = b"" if traces else b"{}"
-                self.send_response(200)
-                kind = "application/x-protobuf" if traces else "application/json"
-                self.send_header("content-type", kind)
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self.thread.start()
 
     def spans(self) -> list[Span]:
         exported = ExportTraceServiceRequest()
@@ -115,10 +81,6 @@ class LangfuseServer:
         (span,) = self.spans()
         assert span.attributes["langfuse.observation.type"] == "generation"
         return span
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(autouse=True)

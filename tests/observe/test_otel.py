@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from llmrelay import LLMBuilder, SmartLLM
 from llmrelay.errors import AllModelsExhausted
 from llmrelay.observe.otel import OtelSettings, OtelSink
 from llmrelay.testing import SimulatorHandle
+from observe.loopback import Loopback
 
 SIM = {"context_window": 16000, "max_output_tokens": 4096}
 PRICED = {
@@ -342,46 +341,15 @@ def test_by_default_spans_go_to_the_global_tracer_provider() -> None:
     assert done.stdout.strip() == "['chat g']"
 
 
-class Collector:
-    """An OTLP/HTTP traces endpoint on loopback that keeps every export it is sent."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                received.append((self.path, body))
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    made = Collector()
+def collector() -> Iterator[Loopback]:
+    made = Loopback()
     yield made
     made.close()
 
 
 async def test_with_an_endpoint_the_sink_exports_over_otlp_and_flushes_on_close(
-    simulator: SimulatorHandle, collector: Collector
+    simulator: SimulatorHandle, collector: Loopback
 ) -> None:
     """A tracer provider of the sink's own: spans reach the OTLP endpoint, with llmrelay's
     service name, by the time the SmartLLM is closed."""
@@ -392,7 +360,7 @@ async def test_with_an_endpoint_the_sink_exports_over_otlp_and_flushes_on_close(
     finally:
         await llm.aclose()
     exported = ExportTraceServiceRequest()
-    for path, body in collector.received:
+    for _, path, _, body in collector.requests:
         assert path == "/v1/traces"
         exported.MergeFromString(body)
     (resource,) = exported.resource_spans
