@@ -355,7 +355,7 @@ class _Assembly:
         """Budgets and the ledger, when configured (else the router prices calls alone)."""
         budget, spend = self.settings.budget, self.settings.spend
         budgets = None
-        if budget is not None and budget.limits:
+        if budget is not None:
             redis_url = budget.redis_url or self.settings.redis_url
             if budget.store == "redis" and redis_url is None:
                 raise ConfigError(f"{self.source}: budget.store: redis needs budget.redis_url "

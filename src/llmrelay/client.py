@@ -12,7 +12,7 @@ import concurrent.futures
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -36,6 +36,7 @@ from llmrelay.types import (
     ChatResponse,
     RoutedResponse,
     StreamAccumulator,
+    StreamEnd,
     StreamEvent,
 )
 
@@ -467,6 +468,7 @@ class SmartLLM:
         model: str | None = None,
         cache: bool | None = None,
         cache_ttl: float | None = None,
+        request_id: str | None = None,
         **params: Any,
     ) -> RoutedResponse:
         """Answer ``prompt`` from model group ``model`` (default: ``default``).
@@ -474,14 +476,15 @@ class SmartLLM:
         ``prompt``: a string, messages (ours or OpenAI's dicts) or a request; ``params``:
         request fields as OpenAI takes them (see :mod:`llmrelay.inputs`), plus ``key``
         and ``tags`` for budgets and the ledger. ``cache``: force the response cache on
-        or off for this call; ``cache_ttl``: seconds this answer is kept.
+        or off for this call; ``cache_ttl``: seconds this answer is kept; ``request_id``:
+        names the call in events, the ledger and the answer (default: a new one).
         """
         self._enter()
         request, group = to_request(prompt, params), model or self.default_group
         store = self._cache_for(request, cache, cache_ttl)
         if store is None:
-            return await self.router.send(request, group)
-        request_id = new_request_id()
+            return await self.router.send(request, group, request_id=request_id)
+        request_id = request_id or new_request_id()
         hit = await store.lookup(request, group)
         if hit is not None:
             return self._served(hit, request, group, request_id, streamed=False)
@@ -503,29 +506,43 @@ class SmartLLM:
         model: str | None = None,
         cache: bool | None = None,
         cache_ttl: float | None = None,
+        request_id: str | None = None,
+        on_answer: Callable[[RoutedResponse], None] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamEvent]:
         """Stream the answer: a start, text and tool-call pieces, an end with usage.
 
-        A cached answer is replayed as the stream it was first delivered as."""
+        A cached answer is replayed as the stream it was first delivered as.
+        ``request_id`` as for :meth:`ainvoke`; ``on_answer`` is given the whole answer
+        (deployment, attempts, cost, cache) just before the end event."""
         self._enter()
         request, group = to_request(prompt, params), model or self.default_group
         store = self._cache_for(request, cache, cache_ttl)
         if store is None:
-            async for event in self.router.stream(request, group):
+            async for event in self.router.stream(
+                request, group, request_id=request_id, on_answer=on_answer
+            ):
                 yield event
             return
-        request_id = new_request_id()
+        request_id = request_id or new_request_id()
         hit = await store.lookup(request, group)
         if hit is not None:
-            self._served(hit, request, group, request_id, streamed=True)
+            response = self._served(hit, request, group, request_id, streamed=True)
             for event in hit.events():
+                if on_answer is not None and isinstance(event, StreamEnd):
+                    on_answer(response)
                 yield event
             return
         delivered: list[StreamEvent] = []
         answered: list[RoutedResponse] = []
+
+        def answer(response: RoutedResponse) -> None:
+            answered.append(response)
+            if on_answer is not None:
+                on_answer(response)
+
         async for event in self.router.stream(
-            request, group, request_id=request_id, on_answer=answered.append
+            request, group, request_id=request_id, on_answer=answer
         ):
             delivered.append(event)
             yield event

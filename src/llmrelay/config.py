@@ -480,6 +480,8 @@ class RelaySettings(_Section):
     """``media:`` — the video-filename parser's settings (:mod:`llmrelay.media.config`)."""
     agents: Any = None
     """``agents:`` — the runs service's settings (:mod:`llmrelay.agents.config`)."""
+    server: Any = None
+    """``server:`` — the gateway's settings (:mod:`llmrelay.gateway.settings`)."""
 
     @field_validator("redis_url")
     @classmethod
@@ -569,10 +571,10 @@ def import_factory(path: str) -> Callable[..., Any]:
 # -- reading -------------------------------------------------------------------------------
 
 
-APP_SECTIONS = ("media", "agents")
-"""Sections that belong to an application. The router leaves them alone; the application
-that reads the file passes its model (``sections=``), so they are validated here, with
-the same error messages, without this layer importing the application."""
+APP_SECTIONS = ("media", "agents", "server")
+"""Sections that belong to an application or to the gateway. The router leaves them alone;
+the front that reads the file passes its model (``sections=``), so they are validated
+here, with the same error messages, without this layer importing the front."""
 
 
 def parse_settings(

@@ -509,7 +509,7 @@ class Router:
                     break
                 started = time.perf_counter()
                 max_wait = self._max_wait(route, patient)
-                delivered = False
+                delivered = settled = False
                 ttft = 0.0
                 opening: StreamStart | None = None
                 text: list[str] = []
@@ -545,6 +545,7 @@ class Router:
                                 ttft_s=ttft,
                                 cost_micros=await self._settle(route, candidate, hold, usage),
                             )
+                            settled = True
                             yield self._answered(route, candidate, response, started)
                         yield event
                     return
@@ -562,6 +563,11 @@ class Router:
                         break
                     retry += 1
                     await asyncio.sleep(backoff)
+                except (GeneratorExit, asyncio.CancelledError):
+                    if delivered and not settled:  # the caller left mid-answer: bill what was made
+                        cut = self._finish_stream(StreamEnd(), route.input_tokens, text).usage
+                        await self._settle(route, candidate, hold, cut or Usage())
+                    raise
                 finally:
                     candidate.in_flight -= 1
                     await self._release(hold)
@@ -796,7 +802,9 @@ def _worst_case(candidate: Candidate, input_tokens: int, max_tokens: int | None)
 def _opening(start: StreamStart | None, candidate: Candidate) -> StreamStart:
     opening = start or StreamStart()
     return msgspec.structs.replace(
-        opening, model=opening.model or candidate.scheduled.provider.deployment.model
+        opening,
+        model=opening.model or candidate.scheduled.provider.deployment.model,
+        deployment=candidate.id,
     )
 
 

@@ -232,6 +232,8 @@ class StreamStart(msgspec.Struct, frozen=True, tag="start"):
     id: str = ""
     model: str = ""
     rate_limits: RateLimitInfo | None = None
+    deployment: str = ""
+    """The deployment answering (set by the router)."""
 
 
 class TextDelta(msgspec.Struct, frozen=True, tag="text"):

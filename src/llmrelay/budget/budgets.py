@@ -81,6 +81,9 @@ class Budgets:
     ) -> None:
         policy = policy or BudgetPolicy()
         self.limits = list(limits)
+        self.caller_limits: Callable[[Who], Sequence[BudgetLimit]] | None = None
+        """Limits that come with the caller rather than the configuration (the gateway's
+        virtual keys carry budgets of their own), read for every request."""
         self.counters = counters or MemoryCounters()
         self.calendar = Calendar(policy.timezone)
         self.downgrade_at = policy.downgrade_at
@@ -97,7 +100,10 @@ class Budgets:
     def _lines(self, who: Who) -> list[_Counted]:
         now = self._clock()
         counted = []
-        for limit in self.limits:
+        limits = self.limits
+        if self.caller_limits is not None:
+            limits = [*limits, *self.caller_limits(who)]
+        for limit in limits:
             period, resets = self.calendar.period(limit.period, now)
             for subject in limit.subjects(who):
                 label = (
