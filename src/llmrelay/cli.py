@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from llmrelay.agents import cli as agents_cli  # argparse only; run() imports the rest
 from llmrelay.analytics import cli as analytics_cli  # argparse only; run() imports the rest
 from llmrelay.errors import LLMRelayError
+from llmrelay.gateway import cli as serve_cli  # argparse only; run() imports the rest
+from llmrelay.gateway import keys_cli  # argparse only; run() imports the rest
 from llmrelay.media import cli as media_cli  # argparse only; run() imports the rest
 
 
@@ -91,6 +93,18 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
+    "serve": Command(
+        help="the gateway: OpenAI- and Anthropic-compatible HTTP API in front of the router",
+        description=serve_cli.DESCRIPTION,
+        configure=serve_cli.configure,
+        run=serve_cli.run,
+    ),
+    "keys": Command(
+        help="virtual keys of the gateway: create, list, show, update, revoke",
+        description=keys_cli.DESCRIPTION,
+        configure=keys_cli.configure,
+        run=keys_cli.run,
+    ),
     "simulate": Command(
         help="serve the provider simulator (OpenAI, Anthropic, Gemini, Ollama, vLLM, llama.cpp)",
         description=(

@@ -201,12 +201,14 @@ class Gateway:
             await self._fail(request, out, rid, exc)
 
     def _prefixed(self, request: Request) -> Handler:
+        path = request.path
+        matched = False
         for (method, prefix), handler in PREFIX_ROUTES.items():
-            if request.path.startswith(prefix) and len(request.path) > len(prefix):
+            if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix) :]:
                 if method == request.method:
                     return handler
-                return _wrong_method
-        if any(path == request.path for _, path in ROUTES):
+                matched = True
+        if matched or any(known == path for _, known in ROUTES):
             return _wrong_method
         return _not_found
 

@@ -95,6 +95,12 @@ class _Call:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
+    async def gone(self, event: asyncio.Event) -> None:
+        """Set ``event`` when the client disconnects (call once the body has been read)."""
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        event.set()
+
     async def start(self, status: int, content_type: str, headers: Headers = ()) -> None:
         raw = [(b"content-type", content_type.encode())]
         raw += [(k.encode(), v.encode()) for k, v in headers]
@@ -406,9 +412,17 @@ class Simulator:
         self.limiter.give_back(admitted, 0, asked - reply.output_tokens)
         limit_headers = wire.limit_headers(self.limiter.window(key, model, quota))
         if request.stream:
-            delivered = await self._stream(wire, call, spec, request, reply, fault, limit_headers)
+            left = asyncio.Event()
+            watcher = asyncio.ensure_future(call.gone(left))
+            try:
+                delivered = await self._stream(wire, call, spec, request, reply, fault,
+                                               limit_headers, left)  # fmt: skip
+            finally:
+                watcher.cancel()
             if fault is not None:
                 self.ledger.refused(key, model, f"fault:{fault}")
+            if left.is_set() and delivered < reply.output_tokens:
+                self.ledger.refused(key, model, "499")
         else:
             await self._sleep(
                 spec.ttft_ms / 1000 + self._generation_time(spec, reply.output_tokens)
@@ -482,8 +496,12 @@ class Simulator:
         reply: Reply,
         fault: FaultKind | None,
         headers: Headers,
+        left: asyncio.Event,
     ) -> int:
-        """Send the answer as the wire's stream; return how many output tokens went out."""
+        """Send the answer as the wire's stream; return how many output tokens went out.
+
+        A client that disconnects stops the generation, as the providers do: it is billed
+        the prompt and the output generated until then (counted as ``refused["499"]``)."""
         writer = wire.stream(request, reply, self._response_id("msg_sim_"))
         pieces = reply.pieces
         stop_at = len(pieces) // 2 if fault in _STREAM_FAULTS else len(pieces)
@@ -497,6 +515,8 @@ class Simulator:
                 await call.chunk(buffer)
                 buffer = b""
                 await asyncio.sleep(due - self._clock())
+            if left.is_set():
+                return min(reply.output_tokens, i)
             buffer += writer.text(piece)
         if fault == "stream_error":
             buffer += writer.error()
