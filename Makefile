@@ -25,8 +25,8 @@ install: $(STAMP)  ## create .venv (idempotent) with the package, every extra an
 
 install-semantic: install  ## kept for old instructions: `make install` includes the semantic extra
 
-run: $(STAMP)  ## start the provider simulator with the default models
-	$(BIN)/llmrelay simulate --port $(PORT)
+run: $(STAMP)  ## serve the gateway on :8080; with no provider key set, over the simulator on :$(PORT)
+	$(BIN)/llmrelay serve --simulator-port $(PORT)
 
 test: $(STAMP)  ## the test suite (fast; no timed assertions)
 	$(BIN)/python -m pytest -q

@@ -40,7 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="processes sharing the port (default: "
                         "server.workers, 1; more need redis_url)")  # fmt: skip
     parser.add_argument("--simulate", action="store_true",
-                        help="serve the built-in simulator even when provider keys are set")  # fmt: skip
+                        help="serve the built-in simulator even when provider keys are set")
+    parser.add_argument("--simulator-port", type=int, default=0, metavar="PORT",
+                        help="where the built-in simulator listens, when it is used "
+                             "(default: any free port)")  # fmt: skip
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
                         help="log level (default: server.log_level, warning)")  # fmt: skip
 
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError:
             from llmrelay.simulator.server import SimulatorServer
 
-            simulator = SimulatorServer().__enter__()
+            simulator = SimulatorServer(port=args.simulator_port).__enter__()
             settings = parse_settings(_simulated(simulator.url), "simulator", sections=sections)
             source, mode = (
                 "simulator",
