@@ -12,7 +12,7 @@ import concurrent.futures
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -509,7 +509,7 @@ class SmartLLM:
         request_id: str | None = None,
         on_answer: Callable[[RoutedResponse], None] | None = None,
         **params: Any,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream the answer: a start, text and tool-call pieces, an end with usage.
 
         A cached answer is replayed as the stream it was first delivered as.

@@ -37,19 +37,21 @@ def test_bad_json_and_bad_fields_get_400_naming_what_is_wrong(
     simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     """Malformed JSON, a wrong type, an unknown field and n > 1: 400, the field named."""
-    with running_gateway(simulator, tmp_path) as gw:
-        with httpx.Client(base_url=gw.url, headers=AUTH) as client:
-            cases = {
-                b"{not json": "body: not valid JSON",
-                msgspec.json.encode({**CHAT, "max_tokens": "ten"}): "max_tokens:",
-                msgspec.json.encode({**CHAT, "logprobs": True}): "logprobs: unrecognized",
-                msgspec.json.encode({**CHAT, "n": 2}): "n: only 1",
-                msgspec.json.encode({"model": "default"}): "messages",
-            }
-            for body, says in cases.items():
-                answer = client.post("/v1/chat/completions", content=body)
-                assert answer.status_code == 400, body
-                assert says in answer.json()["error"]["message"], answer.text
+    with (
+        running_gateway(simulator, tmp_path) as gw,
+        httpx.Client(base_url=gw.url, headers=AUTH) as client,
+    ):
+        cases = {
+            b"{not json": "body: not valid JSON",
+            msgspec.json.encode({**CHAT, "max_tokens": "ten"}): "max_tokens:",
+            msgspec.json.encode({**CHAT, "logprobs": True}): "logprobs: unrecognized",
+            msgspec.json.encode({**CHAT, "n": 2}): "n: only 1",
+            msgspec.json.encode({"model": "default"}): "messages",
+        }
+        for body, says in cases.items():
+            answer = client.post("/v1/chat/completions", content=body)
+            assert answer.status_code == 400, body
+            assert says in answer.json()["error"]["message"], answer.text
 
 
 def test_every_answer_carries_the_request_id_and_security_headers(
@@ -103,7 +105,7 @@ def test_an_unexpected_failure_is_a_500_without_a_traceback(
         def broken(*args: object, **kwargs: object) -> None:
             raise ZeroDivisionError("secret internals")
 
-        gw.app.llm.router.quick_estimator.count_request = broken  # type: ignore[method-assign]
+        gw.app.llm.router.quick_estimator.count_request = broken  # type: ignore[method-assign,assignment]
         with httpx.Client(base_url=gw.url, headers=AUTH) as client:
             answer = client.post("/v1/chat/completions", json=CHAT)
         assert answer.status_code == 500
@@ -118,9 +120,11 @@ def test_every_deployment_failing_is_a_503_with_retry_after(
     """Both deployments of the group answering 500: 503 with retry-after, never a 429."""
     simulator.set_faults("sim-openai", {"500": 1.0})
     simulator.set_faults("sim-anthropic", {"500": 1.0})
-    with running_gateway(simulator, tmp_path, routing={"retries": 0}) as gw:
-        with httpx.Client(base_url=gw.url, headers=AUTH) as client:
-            answer = client.post("/v1/chat/completions", json=CHAT)
+    with (
+        running_gateway(simulator, tmp_path, routing={"retries": 0}) as gw,
+        httpx.Client(base_url=gw.url, headers=AUTH) as client,
+    ):
+        answer = client.post("/v1/chat/completions", json=CHAT)
     assert answer.status_code == 503
     assert int(answer.headers["retry-after"]) >= 1
     assert "sim-anthropic" in answer.json()["error"]["message"]

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import yaml
 from gateway_support import MASTER, PRICES, deployment
-from services import redis_url, require_redis
 
 from llmrelay.testing import SimulatorHandle, make_config, start_simulator_process
+from services import redis_url, require_redis
 
 AUTH = {"authorization": f"Bearer {MASTER}"}
 
@@ -96,9 +96,7 @@ def _call(url: str, secret: str, body: dict[str, Any]) -> httpx.Response:
 CHAT = {"model": "default", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
 
 
-def test_two_gateways_share_the_provider_limit(
-    pair: list[str], simulator: SimulatorHandle
-) -> None:
+def test_two_gateways_share_the_provider_limit(pair: list[str], simulator: SimulatorHandle) -> None:
     """Eight callers, four on each gateway, 48 calls against a provider allowing 5 a
     second: every call is answered and the provider never answers 429."""
 

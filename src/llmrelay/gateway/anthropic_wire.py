@@ -44,7 +44,7 @@ class _Block(
     cache_control: CacheControl | None = None
 
 
-class TextBlock(_Block, tag="text"):
+class TextBlock(_Block, tag="text", frozen=True):
     text: str
     citations: Any = None
 
@@ -56,17 +56,17 @@ class ImageSource(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     url: str | None = None
 
 
-class ImageBlock(_Block, tag="image"):
+class ImageBlock(_Block, tag="image", frozen=True):
     source: ImageSource
 
 
-class ToolUseBlock(_Block, tag="tool_use"):
+class ToolUseBlock(_Block, tag="tool_use", frozen=True):
     id: str
     name: str
     input: dict[str, Any]
 
 
-class ToolResultBlock(_Block, tag="tool_result"):
+class ToolResultBlock(_Block, tag="tool_result", frozen=True):
     tool_use_id: str
     content: str | list[TextBlock | ImageBlock] = ""
     is_error: bool = False
@@ -140,7 +140,7 @@ def parse_messages(body: bytes) -> tuple[MessagesBody, ChatRequest]:
         top_p=parsed.top_p,
         stop=parsed.stop_sequences,
         tools=[_tool(t) for t in parsed.tools] if parsed.tools else None,
-        tool_choice=_tool_choice(parsed.tool_choice),
+        tool_choice=_tool_choice(parsed.tool_choice, parsed.tools or []),
         user=parsed.metadata.user_id if parsed.metadata else None,
         stream=parsed.stream,
     )
@@ -183,6 +183,8 @@ def _messages(message: InMessage, where: str) -> list[Message]:
         elif isinstance(block, ToolUseBlock):
             if message.role != "assistant":
                 raise BadRequest(f"{at}: tool_use blocks belong to assistant messages")
+            if not block.id:
+                raise BadRequest(f"{at}.id: required")
             calls.append(
                 ToolCall(id=block.id, name=block.name, arguments=_encode(block.input).decode())
             )
@@ -206,6 +208,8 @@ def _plain(parts: list[ContentPart]) -> str | list[ContentPart]:
 
 
 def _tool_result(block: ToolResultBlock, where: str) -> Message:
+    if not block.tool_use_id:
+        raise BadRequest(f"{where}.tool_use_id: required")
     content = block.content
     if isinstance(content, list):
         if any(isinstance(p, ImageBlock) for p in content):
@@ -220,12 +224,19 @@ def _tool(tool: Tool) -> ToolSpec:
                     cache_control=tool.cache_control)  # fmt: skip
 
 
-def _tool_choice(choice: ToolChoice | None) -> str | None:
+def _tool_choice(choice: ToolChoice | None, tools: list[Tool]) -> str | None:
+    """The router's tool choice; refused here, in Anthropic's terms, when it names no tool
+    that was given."""
     if choice is None:
         return None
+    if choice.type in ("any", "tool") and not tools:
+        raise BadRequest(f"tool_choice: type {choice.type!r} needs tools, and none were given")
     if choice.type == "tool":
         if not choice.name:
             raise BadRequest("tool_choice.name: required when tool_choice.type is 'tool'")
+        if all(tool.name != choice.name for tool in tools):
+            names = ", ".join(tool.name for tool in tools)
+            raise BadRequest(f"tool_choice.name: no tool named {choice.name!r} (tools: {names})")
         return choice.name
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
@@ -323,15 +334,22 @@ class EventWriter:
             return out + _event("content_block_delta", {"index": index, "delta": delta})
         if isinstance(event, StreamStart):
             self._model = event.model or self._model
-            start = {"id": _message_id(event.id), "type": "message", "role": "assistant",
-                     "content": [], "model": self._model, "stop_reason": None,
-                     "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}  # fmt: skip
+            start: dict[str, Any] = {
+                "id": _message_id(event.id),
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": self._model,
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
             return _event("message_start", {"message": start}) + _event("ping", {})
         usage = _usage(event.usage or Usage())
-        delta = {"stop_reason": _STOP.get(event.finish_reason, "end_turn"), "stop_sequence": None}
+        stop = {"stop_reason": _STOP.get(event.finish_reason, "end_turn"), "stop_sequence": None}
         return (
             self._close()
-            + _event("message_delta", {"delta": delta, "usage": usage})
+            + _event("message_delta", {"delta": stop, "usage": usage})
             + _event("message_stop", {})
         )
 

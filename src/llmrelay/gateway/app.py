@@ -204,7 +204,11 @@ class Gateway:
         path = request.path
         matched = False
         for (method, prefix), handler in PREFIX_ROUTES.items():
-            if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix) :]:
+            if (
+                path.startswith(prefix)
+                and len(path) > len(prefix)
+                and "/" not in path[len(prefix) :]
+            ):
                 if method == request.method:
                     return handler
                 matched = True

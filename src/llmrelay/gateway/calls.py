@@ -42,8 +42,8 @@ class Api:
 
 def _openai_writer(request_id: str, group: str, body: Any) -> Writer:
     options = body.stream_options
-    return openai_wire.ChunkWriter(request_id, group,
-                                   include_usage=bool(options and options.include_usage))  # fmt: skip
+    usage = bool(options and options.include_usage)
+    return openai_wire.ChunkWriter(request_id, group, include_usage=usage)
 
 
 OPENAI = Api(

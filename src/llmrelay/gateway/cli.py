@@ -39,8 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port (default: server.port, 8080; 0: any free)")
     parser.add_argument("--workers", type=int, help="processes sharing the port (default: "
                         "server.workers, 1; more need redis_url)")  # fmt: skip
-    parser.add_argument("--simulate", action="store_true",
-                        help="serve the built-in simulator even when provider keys are set")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="serve the built-in simulator even when provider keys are set",
+    )
     parser.add_argument("--simulator-port", type=int, default=0, metavar="PORT",
                         help="where the built-in simulator listens, when it is used "
                              "(default: any free port)")  # fmt: skip
@@ -100,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
     if overrides:
         server = ServerSettings.model_validate({**server.model_dump(), **overrides})
     try:
-        serve(settings, server, source=source,
-              on_listening=lambda url: print(banner(url, mode, settings, server), flush=True))  # fmt: skip
+        serve(
+            settings,
+            server,
+            source=source,
+            on_listening=lambda url: print(banner(url, mode, settings, server), flush=True),
+        )
     finally:
         if simulator is not None:
             simulator.__exit__(None, None, None)
@@ -111,29 +118,38 @@ def run(args: argparse.Namespace) -> int:
 def banner(url: str, mode: str, settings: Any, server: Any) -> str:
     """What the gateway serves and how to call it, ready to paste."""
     group = next(iter(settings.models))
-    key = "$LLMRELAY_MASTER_KEY" if server.resolved_master_key() else "any-key"
+    secured = server.resolved_master_key() is not None
+    key = "$LLMRELAY_MASTER_KEY" if secured else "any-key"
+    hello = '[{"role": "user", "content": "Hello"}]'
+    auth = (
+        "master key and virtual keys (llmrelay keys create)"
+        if secured
+        else "none (no master key set: anyone who can reach this port may call it)"
+    )
     lines = [
         f"llmrelay gateway listening on {url}  ({server.workers} worker(s))",
         f"routing to: {mode}",
         f"model groups: {', '.join(settings.models)}",
-        "auth: " + ("master key and virtual keys (llmrelay keys create)"
-                    if server.resolved_master_key() else
-                    "none (no master key set: anyone who can reach this port may call it)"),
+        f"auth: {auth}",
         "",
-        "  curl -s " + url + "/v1/chat/completions -H 'Authorization: Bearer " + key + "' \\",
+        f"  curl -s {url}/v1/chat/completions -H 'Authorization: Bearer {key}' \\",
         "       -H 'Content-Type: application/json' \\",
-        f"       -d '{{\"model\": \"{group}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+        f'       -d \'{{"model": "{group}", "messages": {hello}}}\'',
         "",
-        f"  from openai import OpenAI; OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")"
-        f".chat.completions.create(model=\"{group}\", messages=[{{\"role\": \"user\", \"content\": \"Hi\"}}])",
-        f"  from anthropic import Anthropic; Anthropic(base_url=\"{url}\", api_key=\"{key}\")"
-        f".messages.create(model=\"{group}\", max_tokens=100, messages=[{{\"role\": \"user\", \"content\": \"Hi\"}}])",
+        f'  from openai import OpenAI; client = OpenAI(base_url="{url}/v1", api_key="{key}")',
+        f'  client.chat.completions.create(model="{group}", messages={hello})',
         "",
-        f"metrics: {url}/metrics   readiness: {url}/ready   API description: {url}/openapi.json",
+        f'  from anthropic import Anthropic; client = Anthropic(base_url="{url}", api_key="{key}")',
+        f'  client.messages.create(model="{group}", max_tokens=100, messages={hello})',
+        "",
+        f"metrics: {url}/metrics   readiness: {url}/ready   API: {url}/openapi.json",
     ]  # fmt: skip
     if "simulator" in mode:
-        lines += ["", "To call real providers: set OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY "
-                  "and restart, or pass --config FILE (see README, Gateway)."]  # fmt: skip
+        lines += [
+            "",
+            "To call real providers: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY",
+            "and restart, or pass --config FILE (README: Gateway).",
+        ]
     return "\n".join(lines)
 
 
