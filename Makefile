@@ -26,6 +26,7 @@ install: $(STAMP)  ## create .venv (idempotent) with the package, every extra an
 install-semantic: install  ## kept for old instructions: `make install` includes the semantic extra
 
 run: $(STAMP)  ## serve the gateway on :8080; with no provider key set, over the simulator on :$(PORT)
+	@echo 'then, in another shell: $(BIN)/llmrelay demo --url http://127.0.0.1:8080 --simulator http://127.0.0.1:$(PORT)'
 	$(BIN)/llmrelay serve --simulator-port $(PORT)
 
 test: $(STAMP)  ## the test suite (fast; no timed assertions)

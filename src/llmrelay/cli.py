@@ -15,6 +15,7 @@ from llmrelay.agents import cli as agents_cli  # argparse only; run() imports th
 from llmrelay.analytics import cli as analytics_cli  # argparse only; run() imports the rest
 from llmrelay.errors import LLMRelayError
 from llmrelay.gateway import cli as serve_cli  # argparse only; run() imports the rest
+from llmrelay.gateway import demo as demo_cli  # argparse only; run() imports the rest
 from llmrelay.gateway import keys_cli  # argparse only; run() imports the rest
 from llmrelay.media import cli as media_cli  # argparse only; run() imports the rest
 
@@ -104,6 +105,12 @@ COMMANDS: dict[str, Command] = {
         description=keys_cli.DESCRIPTION,
         configure=keys_cli.configure,
         run=keys_cli.run,
+    ),
+    "demo": Command(
+        help="watch the router work: a burst, an outage, a long prompt, a budget, the cache",
+        description=demo_cli.DESCRIPTION,
+        configure=demo_cli.configure,
+        run=demo_cli.run,
     ),
     "simulate": Command(
         help="serve the provider simulator (OpenAI, Anthropic, Gemini, Ollama, vLLM, llama.cpp)",

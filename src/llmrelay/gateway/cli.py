@@ -27,7 +27,6 @@ SIMULATED_GROUPS: dict[str, list[str]] = {
     "long": ["gemini-2.5-pro", "gpt-4.1"],
 }
 """The simulated router: groups of the simulator's models, primary first."""
-_APIS = {"gpt": "openai", "claude": "anthropic", "gemini": "gemini"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -52,19 +51,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _simulated(url: str) -> dict[str, Any]:
-    def deployment(model: str) -> dict[str, Any]:
-        api = _APIS[model.split("-")[0]]
-        base = f"{url}/v1" if api == "openai" else url
-        return {"provider": api, "model": model, "api_key": "sk-simulated", "base_url": base}
+    """The demo's world (:mod:`llmrelay.gateway.demo`: a primary with tight limits and a
+    small window, the exact cache on) behind :data:`SIMULATED_GROUPS`, with a spend ledger."""
+    from llmrelay.gateway.demo import router_config
 
-    return {
-        "models": {
-            group: {"primary": [deployment(models[0])],
-                    "fallbacks": [deployment(m) for m in models[1:]]}
-            for group, models in SIMULATED_GROUPS.items()
-        },
-        "spend": {"ledger": "sqlite"},
-    }  # fmt: skip
+    return {**router_config(url, SIMULATED_GROUPS), "spend": {"ledger": "sqlite"}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
                 "providers from the environment",
             )
         except ConfigError:
+            from llmrelay.gateway.demo import simulator_config
             from llmrelay.simulator.server import SimulatorServer
 
-            simulator = SimulatorServer(port=args.simulator_port).__enter__()
+            simulator = SimulatorServer(simulator_config(), port=args.simulator_port).__enter__()
             settings = parse_settings(_simulated(simulator.url), "simulator", sections=sections)
             source, mode = (
                 "simulator",
