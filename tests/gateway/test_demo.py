@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 import pytest
-from gateway_support import running_gateway
 
+from gateway.gateway_support import running_gateway
 from llmrelay.errors import LLMRelayError
 from llmrelay.gateway import demo
 from llmrelay.gateway.demo import Summary, run_demo

@@ -12,8 +12,8 @@ from typing import TypeVar
 
 import httpx
 import msgspec
-from gateway_support import MASTER, running_gateway
 
+from gateway.gateway_support import MASTER, running_gateway
 from llmrelay.testing import SimulatorHandle
 
 T = TypeVar("T")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from gateway_support import MASTER, running_gateway
 
+from gateway.gateway_support import MASTER, running_gateway
 from llmrelay.testing import SimulatorHandle
 
 CHAT = {"model": "default", "messages": [{"role": "user", "content": "hello"}]}

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from gateway_support import MASTER, PRICES, deployment
 
+from gateway.gateway_support import MASTER, PRICES, deployment
 from llmrelay.testing import SimulatorHandle, make_config, start_simulator_process
 from services import redis_url, require_redis
 

@@ -150,6 +150,9 @@ def api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, BadRequest):
         field = _FIELD.match(exc.message)
         return ApiError(Kind.INVALID, exc.message, param=field.group(1) if field else None)
+    if isinstance(exc, ContextWindowExceeded):  # no deployment's window holds it
+        return ApiError(Kind.CONTEXT, f"the prompt does not fit any model of this group: "
+                        f"{exc.message}")  # fmt: skip
     if isinstance(exc, Timeout):
         return ApiError(Kind.TIMEOUT, f"the provider did not answer in time: {exc.message}")
     if isinstance(exc, ProviderError):
