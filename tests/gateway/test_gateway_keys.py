@@ -88,12 +88,13 @@ def test_over_a_keys_budget_the_error_names_the_budget_and_nothing_overshoots(
         refused = _chat(client, key["secret"], {**CHAT, "max_tokens": 1000})
         assert refused.status_code == 429
         assert refused.json()["error"]["type"] == "insufficient_quota"
-        assert "key:tiny/day" in refused.json()["error"]["message"]
+        assert f"key:{key['id']}/day" in refused.json()["error"]["message"]
+        assert "(key 'tiny')" in refused.json()["error"]["message"]
         assert refused.headers["x-should-retry"] == "false"
         anthropic = client.post("/v1/messages", json={**MESSAGE, "max_tokens": 1000},
                                 headers={"x-api-key": key["secret"]})  # fmt: skip
         assert anthropic.status_code == 400
-        assert "key:tiny/day" in anthropic.json()["error"]["message"]
+        assert f"key:{key['id']}/day" in anthropic.json()["error"]["message"]
         assert simulator.ledger()["totals"]["requests"] == 0
 
 

@@ -126,7 +126,7 @@ def test_two_gateways_share_a_key_budget_and_a_revocation(pair: list[str]) -> No
     spent = sum(float(a.headers["x-llmrelay-cost-usd"]) for a in answers if a.status_code == 200)
     assert spent <= 0.0006
     refused = next(a for a in answers if a.status_code == 429)
-    assert "key:shared/day" in refused.json()["error"]["message"]
+    assert f"key:{key['id']}/day" in refused.json()["error"]["message"]
 
     assert _call(pair[1], other["secret"], CHAT).status_code == 200
     with httpx.Client(base_url=pair[0]) as admin:

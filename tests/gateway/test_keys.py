@@ -93,13 +93,14 @@ def test_allows_compares_group_names_case_insensitively() -> None:
 
 
 def test_budget_limits_count_the_keys_own_spend() -> None:
-    """Each budget becomes a key-scoped limit on the key's id, named after the key."""
+    """Each budget becomes a key-scoped limit on the key's id, named (and so counted) by
+    the id, whatever the key's name."""
     budgets = (KeyBudget(5.0), KeyBudget(100.0, "month"))
     assert key(name="alice", budgets=budgets).budget_limits() == [
         BudgetLimit(usd=5.0, period="day", scope="key", value="key_0123456789abcdef",
-                    name="key:alice/day"),
+                    name="key:key_0123456789abcdef/day"),
         BudgetLimit(usd=100.0, period="month", scope="key", value="key_0123456789abcdef",
-                    name="key:alice/month"),
+                    name="key:key_0123456789abcdef/month"),
     ]  # fmt: skip
     assert key(budgets=budgets[:1]).budget_limits()[0].name == "key:key_0123456789abcdef/day"
 

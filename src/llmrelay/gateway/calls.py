@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from llmrelay.errors import BudgetExceeded
 from llmrelay.gateway import anthropic_wire, openai_wire
 from llmrelay.gateway.http import SSE, ClientGone, Request, Responder, until_disconnect
 from llmrelay.gateway.wire import ApiError, Kind, api_error
@@ -97,6 +98,11 @@ async def serve_call(
             response = await _answer(gateway, request, chat, group, rid)
             usage.append(response.usage)
             await out.json(200, api.answer(response), answer_headers(response))
+    except BudgetExceeded as exc:
+        if caller.key is None or not exc.budget.startswith(f"key:{caller.key.id}/"):
+            raise
+        name = f" (key {caller.key.name!r})" if caller.key.name else ""
+        raise ApiError(Kind.BUDGET, f"{exc}{name}") from None
     finally:
         await gateway.key_limits.settle(held, usage[0] if usage else None)
 

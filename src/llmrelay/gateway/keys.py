@@ -90,14 +90,17 @@ class VirtualKey(msgspec.Struct, frozen=True, kw_only=True):
         return any(g.casefold() == wanted for g in self.groups)
 
     def budget_limits(self) -> list[BudgetLimit]:
-        """The key's budgets as limits on its own spend (scope ``key``, value its id)."""
+        """The key's budgets as limits on its own spend (scope ``key``, value its id).
+
+        They are named, and counted, by the key's id: two keys of one name never share a
+        budget, and renaming a key does not start its spend afresh."""
         return [
             BudgetLimit(
                 usd=b.usd,
                 period=b.period,
                 scope="key",
                 value=self.id,
-                name=f"key:{self.name or self.id}/{b.period}",
+                name=f"key:{self.id}/{b.period}",
             )
             for b in self.budgets
         ]
