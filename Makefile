@@ -35,7 +35,7 @@ test: $(STAMP)  ## the test suite (fast; no timed assertions)
 $(BENCH_STAMP):
 	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet litellm openai
+	$(BENCH_VENV)/bin/python -m pip install --quiet 'litellm[proxy]' openai granian starlette fastapi 'uvicorn[standard]'
 	@touch $(BENCH_STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)  ## benchmarks: ratios against a baseline measured in the same run

@@ -15,7 +15,9 @@ Sections (``BENCH_ONLY=hotpath,tokens make bench`` runs some of them):
 - agents: plans run as a DAG against their critical path and serial time; 200 runs at once;
 - money: what budgets (memory, SQLite, Redis counters) and the spend ledger add to a call,
   exact-cache lookups and hits against misses, and the semantic cache's figures;
-- observe: what each observability sink, and all of them together, add to a call.
+- observe: what each observability sink, and all of them together, add to a call;
+- gateway: direct to the simulator vs through ``llmrelay serve`` vs through LiteLLM's
+  proxy: saturation, added latency at 200 / 500 / 1,000 req/s (paired), RSS, a soak.
 """
 
 from __future__ import annotations
@@ -30,7 +32,17 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from benchmarks import agents, hedging, hotpath, media, money, observe, scheduling, tokens
+from benchmarks import (
+    agents,
+    gateway,
+    hedging,
+    hotpath,
+    media,
+    money,
+    observe,
+    scheduling,
+    tokens,
+)
 from benchmarks.bare import paired
 from benchmarks.http_clients import compare
 from benchmarks.loadgen import run_load
@@ -193,6 +205,10 @@ SECTIONS: dict[str, Section] = {
     "money": Section(
         "money: budgets and the ledger against the bare router, the exact and semantic caches",
         lambda sim: money.report(asyncio.run(money.run(sim))),
+    ),
+    "gateway": Section(
+        "gateway: direct vs llmrelay serve vs the LiteLLM proxy",
+        lambda sim: gateway.report(gateway.run(sim)),
     ),
     "observe": Section(
         "observe: each sink, and all of them, against the bare router",
