@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import resource
 import socket
 import sys
 import time
@@ -231,6 +232,10 @@ async def run(spec: Spec) -> dict[str, Any]:
 
 
 def main() -> None:
+    # An overloaded proxy holds thousands of connections open; the default soft limit of
+    # 1,024 descriptors would turn its slowness into this process's errors.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     spec = msgspec.json.decode(sys.argv[1], type=Spec)
     result = uvloop.run(run(spec))
     with open(spec.out, "w") as fh:
