@@ -10,7 +10,6 @@ must leave llmrelay's spend ledger equal to the simulator's, per deployment.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from llmrelay.catalog import Catalog
 from llmrelay.cost import Ledger, PostgresLedger, SqliteLedger, record_of
 from llmrelay.testing import SimulatorHandle
 from llmrelay.types import ChatRequest, StreamEnd, Usage
+from services import database_url
 
 MODELS = {
     "openai": "gpt-4o-mini",
@@ -149,7 +149,7 @@ async def test_the_ledger_matches_the_providers_bill_to_the_micro_dollar(
 async def test_the_ledger_keeps_every_row_and_sums_them(backend: str, tmp_path: Path) -> None:
     """Rows queued before close are written; sums per deployment and per user."""
     if backend == "postgres":
-        url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        url = database_url()
         store: Any = PostgresLedger(url)
         try:
             await store.totals()

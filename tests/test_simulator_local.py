@@ -172,7 +172,7 @@ def test_in_process_server_sets_tcp_nodelay() -> None:
     """Accepted connections of the in-process server send small writes at once."""
     with SimulatorServer(make_config()) as server, httpx.Client(base_url=server.url) as client:
         assert client.get("/_sim/health").status_code == 200  # the connection stays open
-        connections = list(server._server.server_state.connections)
+        connections = list(server._thread.server.server_state.connections)
         assert connections
         for connection in connections:
             sock = connection.transport.get_extra_info("socket")

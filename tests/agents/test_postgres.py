@@ -24,13 +24,11 @@ from typing import Any
 
 import pytest
 
+from services import database_url
+
 WORKER = Path(__file__).with_name("pg_worker.py")
 GUARD_S = 45.0
 """Only a failure guard: how long a line the test waits for may take to come."""
-
-
-def database_url() -> str:
-    return os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _with_database(url: str, name: str) -> str:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from llmrelay.config import parse_settings
 from llmrelay.gateway.server import GatewayServer
 from llmrelay.gateway.settings import ServerSettings
@@ -64,3 +66,12 @@ def running_gateway(
     settings = parse_settings(raw, "test", sections={"server": ServerSettings})
     with GatewayServer(settings, settings.server) as gateway:
         yield gateway
+
+
+def new_key(url: str, **spec: Any) -> dict[str, Any]:
+    """A virtual key made through the admin API of the gateway at ``url``: its public
+    fields and its ``secret``."""
+    answer = httpx.post(f"{url}/admin/keys", json=spec, timeout=10,
+                        headers={"authorization": f"Bearer {MASTER}"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from gateway.gateway_support import MASTER, running_gateway
+from gateway.gateway_support import MASTER, new_key, running_gateway
 from llmrelay.testing import SimulatorHandle
 
 CHAT = {"model": "default", "messages": [{"role": "user", "content": "hello"}]}
@@ -16,9 +16,7 @@ MESSAGE = {"model": "claude", "max_tokens": 20, "messages": [{"role": "user", "c
 
 
 def _admin(client: httpx.Client, **spec: Any) -> dict[str, Any]:
-    answer = client.post("/admin/keys", json=spec, headers={"authorization": f"Bearer {MASTER}"})
-    assert answer.status_code == 201, answer.text
-    return answer.json()  # type: ignore[no-any-return]
+    return new_key(str(client.base_url).rstrip("/"), **spec)
 
 
 def _chat(client: httpx.Client, secret: str, body: dict[str, Any] = CHAT) -> httpx.Response:

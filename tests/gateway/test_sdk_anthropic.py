@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx
 import pytest
 from anthropic.types import MessageParam, TextBlockParam, ToolParam
 
-from gateway.gateway_support import API_KEY, MASTER, running_gateway
+from gateway.gateway_support import API_KEY, MASTER, new_key, running_gateway
 from llmrelay.gateway.server import GatewayServer
 from llmrelay.testing import SimulatorHandle
 
@@ -54,15 +53,7 @@ async def async_client(gateway: GatewayServer) -> AsyncIterator[anthropic.AsyncA
 
 def make_key(gateway: GatewayServer, **spec: Any) -> str:
     """The secret of a new virtual key made through the admin API."""
-    answer = httpx.post(
-        f"{gateway.url}/admin/keys",
-        json=spec,
-        headers={"authorization": f"Bearer {MASTER}"},
-        timeout=10,
-    )
-    assert answer.status_code == 201, answer.text
-    secret: str = answer.json()["secret"]
-    return secret
+    return str(new_key(gateway.url, **spec)["secret"])
 
 
 def client_for(gateway: GatewayServer, secret: str) -> anthropic.Anthropic:

@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from gateway.gateway_support import MASTER, running_gateway
+from gateway.gateway_support import MASTER, new_key, running_gateway
 from llmrelay.gateway.server import GatewayServer
 from llmrelay.testing import SimulatorHandle
 
@@ -57,15 +56,7 @@ async def async_client(gateway: GatewayServer) -> AsyncIterator[openai.AsyncOpen
 
 def make_key(gateway: GatewayServer, **spec: Any) -> str:
     """The secret of a new virtual key made through the admin API."""
-    answer = httpx.post(
-        f"{gateway.url}/admin/keys",
-        json=spec,
-        headers={"authorization": f"Bearer {MASTER}"},
-        timeout=10,
-    )
-    assert answer.status_code == 201, answer.text
-    secret: str = answer.json()["secret"]
-    return secret
+    return str(new_key(gateway.url, **spec)["secret"])
 
 
 def client_for(gateway: GatewayServer, secret: str) -> openai.OpenAI:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from llmrelay.gateway.http import Request, Responder
-from llmrelay.gateway.keys import KeyChanges, KeyNotFound, KeySpec
+from llmrelay.gateway.keys import KeyChanges, KeySpec
 from llmrelay.gateway.wire import ApiError, Kind, decode_body
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ async def _admin(gateway: Gateway, request: Request) -> None:
 async def create_key(gateway: Gateway, request: Request, out: Responder, rid: str) -> None:
     await _admin(gateway, request)
     spec = decode_body(_specs, await request.body(gateway.server.max_body_bytes))
-    spec.check()
     key, secret = await gateway.keyring.store.create(spec)
     await out.json(201, _encode({**key.public(), "secret": secret}))
 
@@ -52,30 +51,20 @@ def _key_id(request: Request) -> str:
 
 async def show_key(gateway: Gateway, request: Request, out: Responder, rid: str) -> None:
     await _admin(gateway, request)
-    try:
-        key = await gateway.keyring.store.get(_key_id(request))
-    except KeyNotFound as exc:
-        raise ApiError(Kind.NOT_FOUND, str(exc)) from None
+    key = await gateway.keyring.store.get(_key_id(request))
     await out.json(200, _encode(key.public()))
 
 
 async def update_key(gateway: Gateway, request: Request, out: Responder, rid: str) -> None:
     await _admin(gateway, request)
     changes = decode_body(_changes, await request.body(gateway.server.max_body_bytes))
-    changes.check()
-    try:
-        key = await gateway.keyring.store.update(_key_id(request), changes)
-    except KeyNotFound as exc:
-        raise ApiError(Kind.NOT_FOUND, str(exc)) from None
+    key = await gateway.keyring.store.update(_key_id(request), changes)
     await out.json(200, _encode(key.public()))
 
 
 async def revoke_key(gateway: Gateway, request: Request, out: Responder, rid: str) -> None:
     await _admin(gateway, request)
-    try:
-        key = await gateway.keyring.store.revoke(_key_id(request))
-    except KeyNotFound as exc:
-        raise ApiError(Kind.NOT_FOUND, str(exc)) from None
+    key = await gateway.keyring.store.revoke(_key_id(request))
     await out.json(200, _encode(key.public()))
 
 

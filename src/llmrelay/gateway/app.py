@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 
 from llmrelay.client import SmartLLM
-from llmrelay.config import RelaySettings
+from llmrelay.config import BudgetSettings, PrometheusSection, RelaySettings
 from llmrelay.gateway import admin, ops
 from llmrelay.gateway.auth import KeyLimits, Keyring
 from llmrelay.gateway.calls import ANTHROPIC, OPENAI, Api, serve_call
@@ -75,8 +75,6 @@ def prepare(settings: RelaySettings) -> RelaySettings:
     """The router settings the gateway runs with: budgets on (virtual keys carry their
     own) and the Prometheus sink on (it serves ``/metrics``), with their configured
     options where the file has them."""
-    from llmrelay.config import BudgetSettings, PrometheusSection
-
     budget = settings.budget or BudgetSettings()
     observe = settings.observe
     if observe.prometheus is None:

@@ -13,6 +13,7 @@ once.
 
 from __future__ import annotations
 
+import abc
 import builtins
 import contextlib
 import hashlib
@@ -112,20 +113,15 @@ class VirtualKey(msgspec.Struct, frozen=True, kw_only=True):
         return data
 
 
-def _check_fields(
-    *,
-    name: str | UnsetType,
-    groups: list[str] | UnsetType | None,
-    rpm: int | UnsetType | None,
-    tpm: int | UnsetType | None,
-    expires_at: float | UnsetType | None,
-) -> None:
-    """:class:`BadRequest` naming the first field that is out of range."""
+def _check_fields(given: KeySpec | KeyChanges) -> None:
+    """:class:`BadRequest` naming the first field of a new key or of changes that is out
+    of range (run when either is built or decoded)."""
+    name, groups, expires_at = given.name, given.groups, given.expires_at
     if isinstance(name, str) and len(name) > NAME_MAX_CHARS:
         raise BadRequest(f"name: at most {NAME_MAX_CHARS} characters, got {len(name)}")
     if isinstance(groups, list) and any(not g.strip() for g in groups):
         raise BadRequest("groups: a group name is empty")
-    for field, value in (("rpm", rpm), ("tpm", tpm)):
+    for field, value in (("rpm", given.rpm), ("tpm", given.tpm)):
         if isinstance(value, int) and value < 1:
             raise BadRequest(f"{field}: must be at least 1 when given, got {value}")
     if isinstance(expires_at, int | float) and not (math.isfinite(expires_at) and expires_at > 0):
@@ -145,17 +141,7 @@ class KeySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     admin: bool = False
 
     def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        """:class:`BadRequest` naming the field when a value is out of range."""
-        _check_fields(
-            name=self.name,
-            groups=self.groups,
-            rpm=self.rpm,
-            tpm=self.tpm,
-            expires_at=self.expires_at,
-        )
+        _check_fields(self)
 
 
 class KeyChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -172,17 +158,7 @@ class KeyChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     admin: bool | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        """:class:`BadRequest` naming the field when a value is out of range."""
-        _check_fields(
-            name=self.name,
-            groups=self.groups,
-            rpm=self.rpm,
-            tpm=self.tpm,
-            expires_at=self.expires_at,
-        )
+        _check_fields(self)
 
     def apply(self, key: VirtualKey) -> VirtualKey:
         """``key`` with these changes."""
@@ -291,17 +267,19 @@ def _keys(rows: Sequence[tuple[Any, ...]]) -> list[VirtualKey]:
     return [_decode(row[0]) for row in rows]
 
 
-class _SqlKeyStore:
+class _SqlKeyStore(abc.ABC):
     """What both stores do, written once over a :class:`_Session`."""
 
     _for_update = ""
     """Appended to a read inside a write transaction (PostgreSQL locks the row)."""
 
+    @abc.abstractmethod
     def _reading(self) -> contextlib.AbstractAsyncContextManager[_Session]:
-        raise NotImplementedError
+        """A session for reads."""
 
+    @abc.abstractmethod
     def _writing(self) -> contextlib.AbstractAsyncContextManager[_Session]:
-        raise NotImplementedError
+        """A session whose statements commit together."""
 
     async def create(self, spec: KeySpec) -> tuple[VirtualKey, str]:
         secret = new_secret()

@@ -29,7 +29,7 @@ from llmrelay.errors import ConfigError
 from llmrelay.gateway.app import Gateway
 from llmrelay.gateway.settings import ServerSettings
 from llmrelay.providers.registry import ProviderFactory
-from llmrelay.simulator.server import bind
+from llmrelay.simulator.server import ServerThread, bind
 
 log = logging.getLogger("llmrelay.gateway")
 
@@ -165,22 +165,15 @@ class GatewayServer:
         self._sock = bind("127.0.0.1", port)
         self.port: int = self._sock.getsockname()[1]
         self.app = Gateway(settings, server, source="config", providers=providers)
-        self._server = uvicorn.Server(uvicorn_config(self.app, server))
-        self._thread = threading.Thread(target=self._run, name="llmrelay-gateway", daemon=True)
+        self._thread = ServerThread(uvicorn.Server(uvicorn_config(self.app, server)), self._sock,
+                                    name="llmrelay-gateway")  # fmt: skip
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _run(self) -> None:
-        self._server.run(sockets=[self._sock])
-
     def __enter__(self) -> GatewayServer:
         self._thread.start()
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the gateway failed to start; see the log")
-            time.sleep(0.005)
         return self
 
     def __exit__(
@@ -189,9 +182,7 @@ class GatewayServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._server.should_exit = True
-        self._thread.join()
-        self._sock.close()
+        self._thread.stop(force=False)
 
 
 __all__ = ["GatewayServer", "check_shared_state", "serve", "uvicorn_config"]

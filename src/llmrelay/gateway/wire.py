@@ -10,7 +10,7 @@ malformed body, bad field, every model's   400     the request is the caller's t
 context window too small for the prompt
 no key, unknown / revoked / expired key    401
 key not allowed the model group            403
-unknown model group, unknown path          404
+unknown model group, path or key            404
 body larger than ``max_body_bytes``        413
 over the caller's key RPM / TPM            429     with ``retry-after``; only the caller's
                                                    own limit ever answers 429
@@ -44,6 +44,7 @@ from llmrelay.errors import (
     Timeout,
     UnknownModelGroup,
 )
+from llmrelay.gateway.keys import KeyNotFound
 
 T = TypeVar("T")
 
@@ -140,6 +141,8 @@ def api_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, BudgetExceeded):
         return ApiError(Kind.BUDGET, str(exc))
+    if isinstance(exc, KeyNotFound):
+        return ApiError(Kind.NOT_FOUND, str(exc))
     if isinstance(exc, UnknownModelGroup):
         return ApiError(Kind.NOT_FOUND, str(exc.args[0]), param="model")
     if isinstance(exc, AllModelsExhausted):

@@ -59,6 +59,39 @@ def serve(app: Simulator, sock: socket.socket, *, log_level: str = "warning") ->
     uvicorn.Server(_uvicorn_config(app, log_level)).run(sockets=[sock])
 
 
+class ServerThread:
+    """A uvicorn server on a bound socket, run in a daemon thread of this process on its
+    own uvloop loop; the socket is closed when it stops."""
+
+    def __init__(self, server: uvicorn.Server, sock: socket.socket, *, name: str) -> None:
+        self.server = server
+        self.sock = sock
+        self.name = name
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(self.server.serve(sockets=[self.sock]))
+
+    def start(self) -> None:
+        """Start serving; return once the server listens."""
+        self._thread.start()
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"{self.name} stopped during start-up; see the log")
+            self._thread.join(0.01)
+
+    def stop(self, *, force: bool) -> None:
+        """Stop: at once (``force``), or after the lifespan's shutdown and the answers in
+        flight (a graceful stop)."""
+        self.server.should_exit = True
+        self.server.force_exit = force
+        if self._thread.is_alive():
+            self._thread.join(None if not force else 10)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
 class SimulatorServer:
     """A simulator on loopback in a background thread; use as a context manager.
 
@@ -73,33 +106,20 @@ class SimulatorServer:
         self._sock = bind(host, port)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
-        self._thread = threading.Thread(target=self._run, name="llmrelay-simulator", daemon=True)
+        server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
+        self._thread = ServerThread(server, self._sock, name="llmrelay-simulator")
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def _run(self) -> None:
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(self._server.serve(sockets=[self._sock]))
-
     def start(self) -> SimulatorServer:
         self._thread.start()
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the simulator server thread stopped during start-up")
-            self._thread.join(0.01)
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._server.force_exit = True
-        if self._thread.is_alive():
-            self._thread.join(10)
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        self._thread.stop(force=True)
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
